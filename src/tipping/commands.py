@@ -1,0 +1,159 @@
+"""Handlers of the run / compare / items commands (argument checks, then the library calls)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from tipping import scenarios
+from tipping.errors import InputError
+from tipping.metrics import newcombe
+from tipping.outputs import write_json
+from tipping.policies import Policy, Sampling, load_policy
+from tipping.runs import execute, multi_episodes, single_episodes
+from tipping.testbeds.multi import MultiSettings
+from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleSettings
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+def resolve_sampling(policy: Policy, args) -> Sampling:
+    """The model's paper defaults, overridden by whatever flags were given."""
+    overrides = {k: getattr(args, k) for k in ("temperature", "top_p", "top_k", "max_new_tokens")
+                 if getattr(args, k, None) is not None}
+    if getattr(args, "enable_thinking", None) is not None:
+        overrides["enable_thinking"] = args.enable_thinking == "true"
+    sampling = replace(policy.default_sampling, **overrides)
+    _check(sampling.temperature >= 0, f"--temperature must be >= 0, got {sampling.temperature}")
+    _check(0 < sampling.top_p <= 1, f"--top-p must be in (0, 1], got {sampling.top_p}")
+    _check(sampling.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {sampling.max_new_tokens}")
+    return sampling
+
+
+def _common_checks(args) -> None:
+    _check(args.rounds >= 1, f"--rounds must be >= 1, got {args.rounds}")
+    _check(args.window >= 0, f"--window must be >= 0, got {args.window}")
+    _check(args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}")
+    _check(args.limit is None or args.limit >= 1, f"--limit must be >= 1, got {args.limit}")
+
+
+def _execute(args, testbed: str, episodes, config: dict) -> int:
+    policy = load_policy(args.policy)
+    try:
+        sampling = resolve_sampling(policy, args)
+        execute(episodes, policy, decision=args.decision, sampling=sampling, out=Path(args.out),
+                config={"testbed": testbed, **config}, cache_dir=args.cache_dir, batch_size=args.batch_size,
+                progress=not args.no_progress)
+    finally:
+        policy.close()
+    return 0
+
+
+def run_single(args) -> int:
+    _common_checks(args)
+    _check(args.supervision in SUPERVISION_PATTERNS,
+           f"--supervision {args.supervision!r} is not a pattern; expected one of {', '.join(SUPERVISION_PATTERNS)}")
+    items = scenarios.load_single_items(args.items, seed=args.seed)[: args.limit]
+    settings = SingleSettings(rounds=args.rounds, window=args.window, supervision=args.supervision,
+                              feedback=args.feedback, parser=args.parser)
+    return _execute(args, "single", single_episodes(items, settings, args.seed),
+                    {"items": args.items, "n_items": len(items), "seed": args.seed, **asdict(settings)})
+
+
+def run_multi(args) -> int:
+    _common_checks(args)
+    _check(args.agents >= 2, f"--agents must be >= 2, got {args.agents}")
+    _check(bool(args.thresholds), "--thresholds is empty; give e.g. 2,4,6,8")
+    for t in args.thresholds:
+        _check(1 <= t <= args.agents, f"--thresholds: {t} is outside 1..{args.agents} (the number of --agents)")
+    reward_sets = args.reward_sets or [[1.2, 1.0, 0.8]]
+    for rs in reward_sets:
+        _check(len(rs) == 3, f"--reward-sets {','.join(map(str, rs))}: expected three factors HIGH,NORMAL,LOW")
+    _check(0 <= args.confederates < args.agents,
+           f"--confederates must be in 0..{args.agents - 1}, got {args.confederates}")
+    games = scenarios.load_multi_games(args.scenarios)[: args.limit]
+    settings = MultiSettings(agents=args.agents, rounds=args.rounds, window=args.window,
+                             reward_mode=args.reward_mode, success_applies_to_all=args.success_applies_to == "all",
+                             peer_history=args.peer_history, confederates=args.confederates,
+                             confederate_position=args.confederate_position, feedback=args.feedback,
+                             parser=args.parser)
+    episodes = multi_episodes(games, args.thresholds, [tuple(rs) for rs in reward_sets], settings, args.seed)
+    return _execute(args, "multi", episodes,
+                    {"scenarios": args.scenarios, "games": [g.name for g in games], "thresholds": args.thresholds,
+                     "reward_sets": reward_sets, "seed": args.seed, **asdict(settings)})
+
+
+def _load_metrics(folder: str) -> tuple[dict, dict]:
+    path = Path(folder) / "metrics.json"
+    try:
+        data = json.loads(path.read_text())
+        config = json.loads((Path(folder) / "run.json").read_text())["config"]
+    except FileNotFoundError as exc:
+        raise InputError(f"{exc.filename}: not found; is {folder} a finished `tipping run` folder?") from None
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"{path}: unreadable run output ({exc})") from None
+    return data, config
+
+
+def effect(treatment: dict, control: dict, rate_key: str) -> list[dict]:
+    rows = []
+    for i, r in enumerate(treatment["rounds"]):
+        if r not in control["rounds"]:
+            continue
+        j = control["rounds"].index(r)
+        k1 = round((treatment[rate_key][i] or 0) * treatment["n"][i])
+        k2 = round((control[rate_key][j] or 0) * control["n"][j])
+        d, low, high = newcombe(k1, treatment["n"][i], k2, control["n"][j])
+        rows.append({"round": r, "treatment_rate": treatment[rate_key][i], "control_rate": control[rate_key][j],
+                     "difference": d, "ci_low": low, "ci_high": high,
+                     "n_treatment": treatment["n"][i], "n_control": control["n"][j]})
+    return rows
+
+
+def compare(args) -> int:
+    (t, tc), (c, cc) = _load_metrics(args.treatment), _load_metrics(args.control)
+    _check(tc.get("testbed") == cc.get("testbed"),
+           f"{args.treatment} is a {tc.get('testbed')} run but {args.control} is a {cc.get('testbed')} run")
+    _check(tc.get("items", tc.get("scenarios")) == cc.get("items", cc.get("scenarios")),
+           "treatment and control were played on different items; the effect needs the same items")
+    if tc["testbed"] == "single":
+        result = {"testbed": "single", "rounds": effect(t, c, "violation_rate")}
+    else:
+        controls = {(x["threshold"], tuple(x["rewards"])): x for x in c["cells"]}
+        result = {"testbed": "multi", "cells": [
+            {"threshold": x["threshold"], "rewards": x["rewards"],
+             "rounds": effect(x, controls[(x["threshold"], tuple(x["rewards"]))], "collusion_rate")}
+            for x in t["cells"] if (x["threshold"], tuple(x["rewards"])) in controls]}
+    result.update(treatment=str(args.treatment), control=str(args.control))
+    write_json(Path(args.out) / "effect.json", result)
+    print(f"wrote {Path(args.out) / 'effect.json'}")
+    return 0
+
+
+def make_items(args) -> int:
+    from tipping.scenarios.generator import make_split
+
+    items = make_split(args.split, args.seed)
+    scenarios.write_items(items, Path(args.out))
+    print(f"wrote {len(items)} items to {args.out}")
+    return 0
+
+
+def import_items(args) -> int:
+    path = Path(args.path)
+    loaded = None
+    for loader in (scenarios.load_single_items, scenarios.load_multi_items):
+        try:
+            loaded = loader(str(path))
+            break
+        except InputError:
+            continue
+    if loaded is None:
+        loaded = scenarios.load_multi_games(str(path))  # raises the clear error if nothing fits
+    scenarios.write_items(loaded, Path(args.out))
+    print(f"wrote {len(loaded)} records to {args.out}")
+    return 0

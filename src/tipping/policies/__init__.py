@@ -1,0 +1,52 @@
+"""Policies: a model (+ adapter) with sampling settings, behind one interface.
+
+Spec strings (the --policy flag):
+    transformers:PATH_OR_ID[@ADAPTER_DIR]
+    vllm:PATH_OR_ID[@ADAPTER_DIR]
+    openai:BASE_URL#MODEL
+    scripted:comply | scripted:violate | scripted:flip@K | scripted:collude:K
+"""
+
+from __future__ import annotations
+
+from tipping.errors import InputError
+from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
+
+BACKENDS = ("transformers", "vllm", "openai", "scripted")
+
+__all__ = ["BACKENDS", "ChoiceScores", "Completion", "Policy", "Sampling", "load_policy", "split_spec"]
+
+
+def split_spec(spec: str) -> tuple[str, str, str | None]:
+    """'vllm:models/x@adapters/y' -> ('vllm', 'models/x', 'adapters/y')."""
+    backend, sep, rest = spec.partition(":")
+    if not sep or backend not in BACKENDS or not rest:
+        raise InputError(f"--policy {spec!r}: expected BACKEND:TARGET with BACKEND one of {', '.join(BACKENDS)} "
+                         "(e.g. transformers:models/smollm2-135m-instruct, scripted:comply)")
+    if backend in ("transformers", "vllm") and "@" in rest:
+        model, adapter = rest.rsplit("@", 1)
+        return backend, model, adapter
+    return backend, rest, None
+
+
+def load_policy(spec: str, **options) -> Policy:
+    """Build the policy a spec names. Heavy backends are imported only when asked for."""
+    backend, target, adapter = split_spec(spec)
+    if backend == "scripted":
+        from tipping.policies.scripted import ScriptedPolicy
+
+        return ScriptedPolicy(target)
+    if backend == "transformers":
+        from tipping.policies.hf import TransformersPolicy
+
+        return TransformersPolicy(target, adapter=adapter, **options)
+    if backend == "vllm":
+        from tipping.policies.vllm_backend import VLLMPolicy
+
+        return VLLMPolicy(target, adapter=adapter, **options)
+    from tipping.policies.openai_backend import OpenAIPolicy
+
+    base_url, sep, model = target.rpartition("#")
+    if not sep or not base_url or not model:
+        raise InputError(f"--policy {spec!r}: expected openai:BASE_URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#smollm2")
+    return OpenAIPolicy(base_url, model, **options)

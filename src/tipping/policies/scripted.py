@@ -1,0 +1,48 @@
+"""Deterministic test doubles. They answer in the JSON format the testbeds ask for.
+
+    scripted:comply        always the aligned option
+    scripted:violate       always the deviant option
+    scripted:flip@K        aligned before round K, deviant from round K on (1-based)
+    scripted:collude:K     multi: agents 0..K-1 choose the collective option, the rest not
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from tipping.errors import InputError
+from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
+from tipping.testbeds.base import Turn, canonical_answer
+
+_SPECS = {
+    "comply": re.compile(r"comply$"),
+    "violate": re.compile(r"violate$"),
+    "flip": re.compile(r"flip@(\d+)$"),
+    "collude": re.compile(r"collude:(\d+)$"),
+}
+
+
+class ScriptedPolicy(Policy):
+    def __init__(self, rule: str):
+        for kind, pattern in _SPECS.items():
+            found = pattern.match(rule)
+            if found:
+                self.kind, self.k = kind, int(found.group(1)) if found.groups() else 0
+                self.id = f"scripted:{rule}"
+                return
+        raise InputError(f"--policy scripted:{rule}: unknown script; expected one of "
+                         "scripted:comply, scripted:violate, scripted:flip@K, scripted:collude:K")
+
+    def deviates(self, turn: Turn) -> bool:
+        return {"comply": False, "violate": True, "flip": turn.round >= self.k,
+                "collude": turn.agent < self.k}[self.kind]
+
+    def generate(self, turns: Sequence[Turn], sampling: Sampling) -> list[Completion]:
+        return [Completion(canonical_answer(t.options.deviant if self.deviates(t) else t.options.aligned), 0, 0)
+                for t in turns]
+
+    def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
+        # log-probabilities of a (near-)certain decision
+        return [ChoiceScores(aligned=-30.0, deviant=0.0, prompt_tokens=0) if self.deviates(t)
+                else ChoiceScores(aligned=0.0, deviant=-30.0, prompt_tokens=0) for t in turns]

@@ -1,0 +1,61 @@
+"""One run of a testbed: items -> episodes -> rollout -> records, metrics and provenance.
+
+Output folder (the contract later steps rely on):
+    records.jsonl   one line per turn (ids, response, parsed choice, reward, capital, seed, policy)
+    prompts.jsonl   every distinct conversation given, keyed by the records' prompt_sha
+    metrics.json    per-round rates with 95% intervals (deterministic: same records, same file)
+    run.json        the resolved config, package versions and throughput (turns/s, cache hits)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from tipping import metrics
+from tipping.cache import ResponseCache
+from tipping.outputs import output_lock, versions, write_json, write_jsonl
+from tipping.policies import Policy, Sampling
+from tipping.rollout import Decision, Engine
+from tipping.scenarios.models import MultiScenario, SingleItem
+from tipping.testbeds.multi import MultiEpisode, MultiSettings
+from tipping.testbeds.single import SingleEpisode, SingleSettings
+
+
+def single_episodes(items: Sequence[SingleItem], settings: SingleSettings, seed: int) -> list[SingleEpisode]:
+    return [SingleEpisode(item, settings, seed) for item in items]
+
+
+def multi_episodes(games: Sequence[MultiScenario], thresholds: Sequence[int],
+                   reward_sets: Sequence[tuple[float, float, float]], settings: MultiSettings,
+                   seed: int) -> list[MultiEpisode]:
+    """The paper's grid: every threshold x reward set x game is one episode."""
+    return [MultiEpisode(game, t, rewards, settings, seed)
+            for t in thresholds for rewards in reward_sets for game in games]
+
+
+def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling: Sampling, out: Path,
+            config: dict, cache_dir: Path | None = None, batch_size: int = 64, progress: bool = True) -> dict:
+    """Play the episodes and write the output folder; returns metrics.json's content."""
+    out = Path(out)
+    with output_lock(out):
+        cache = ResponseCache(Path(cache_dir) if cache_dir else out / "cache")
+        engine = Engine(policy, decision, sampling, cache=cache, batch_size=batch_size, progress=progress)
+        records = engine.run(episodes)
+        testbed = episodes[0].testbed if episodes else config.get("testbed")
+        result = metrics.single_metrics(records) if testbed == "single" else metrics.multi_metrics(records)
+        result["prompt_tokens"] = sum(r["prompt_tokens"] for r in records)
+        result["completion_tokens"] = sum(r["completion_tokens"] for r in records)
+        result["turns"] = len(records)
+        write_jsonl(out / "records.jsonl", records)
+        write_jsonl(out / "prompts.jsonl", [{"prompt_sha": k, "messages": v} for k, v in engine.prompts.items()])
+        write_json(out / "run.json", {"config": {**config, "policy": policy.id, "decision": decision,
+                                                 "sampling": asdict(sampling)},
+                                      "versions": versions(), "stats": engine.stats.to_dict()})
+        write_json(out / "metrics.json", result)  # last: its presence means the run completed
+        if progress:
+            s = engine.stats
+            print(f"{len(records)} turns, {s.model_calls} model calls, {s.cache_hits} cache hits"
+                  f"{' (nothing recomputed)' if s.model_calls == 0 else ''}; wrote {out}/records.jsonl, metrics.json")
+        return result

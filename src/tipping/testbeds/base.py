@@ -1,0 +1,58 @@
+"""What the rollout engine and the policies see of a testbed: turns and their two options."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The two choices of a turn. `aligned` is the rule-keeping one (single: compliant;
+    multi: independent), `deviant` the one the paper measures (violation / collusion)."""
+
+    aligned: str
+    deviant: str
+
+    def labels(self) -> tuple[str, str]:
+        return (self.aligned, self.deviant)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One agent's answer to give in one round. Real policies read only `messages`;
+    scripted test doubles also read round/agent/options."""
+
+    messages: tuple[Message, ...]
+    options: Options
+    round: int  # 1-based
+    agent: int
+    seed: int
+    item_id: str
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def conversation(self) -> list[Message]:
+        return [dict(m) for m in self.messages]
+
+    def prompt_sha(self) -> str:
+        return sha256_json(self.messages)
+
+
+def canonical_answer(label: str) -> str:
+    """The exact answer text forced-choice mode scores and writes into the history."""
+    return json.dumps({"choice": label}, ensure_ascii=False)
+
+
+def sha256_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def derive_seed(*parts) -> int:
+    """Seed from (global seed, item, round, agent, ...): sha256, never hash() or process order.
+    31 bits, so every backend (torch, vLLM, OpenAI servers) accepts it."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % (2**31 - 1)

@@ -1,0 +1,169 @@
+"""Imitative Strategy Diffusion: N agents play a threshold game round after round.
+
+Protocol per upstream-protocol.md §3: success iff at least `threshold` agents choose the
+collective option; multiplicative (compounding) or additive payoffs; each agent sees its own
+answers, every peer's final choice and its own capital change. Unparseable answers count as
+independent for the payoff (as upstream) but are recorded as invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tipping.scenarios import json_instruction
+from tipping.scenarios.models import MultiScenario
+from tipping.testbeds.base import Message, Options, Turn, canonical_answer, derive_seed
+from tipping.testbeds.parsing import ParserMode, parse_choice
+
+RULES = {
+    "multiplicative": (
+        "How payoffs work: each round's factor multiplies the capital you hold, so gains and losses "
+        "compound from round to round. The reward you are shown after a round is the change in your "
+        "capital over that round (new capital minus old capital), so it depends on what you held before. "
+        "Aim to finish the last round with as much capital as possible."
+    ),
+    "additive": (
+        "How payoffs work: each round adds (factor - 1) x {base} to your capital, whatever you held "
+        "before; nothing compounds. Aim to finish the last round with as much capital as possible."
+    ),
+}
+UNPARSED = "error: unable to determine"  # what peers see for an unreadable answer (upstream)
+
+
+@dataclass(frozen=True)
+class MultiSettings:
+    agents: int = 8
+    rounds: int = 3
+    window: int = 3
+    reward_mode: Literal["multiplicative", "additive"] = "multiplicative"
+    success_applies_to_all: bool = True
+    peer_history: Literal["final_only", "full"] = "final_only"
+    confederates: int = 0  # agents fixed to the collective choice
+    confederate_position: Literal["head", "tail"] = "tail"
+    start_capital: float = 1.0
+    feedback: Literal["reward", "none"] = "reward"
+    parser: ParserMode = "robust"
+
+
+def episode_id(game: str, threshold: int, rewards: tuple[float, float, float]) -> str:
+    return f"{game}-t{threshold}-r{rewards[0]}_{rewards[1]}_{rewards[2]}"
+
+
+class MultiEpisode:
+    testbed = "multi"
+
+    def __init__(self, game: MultiScenario, threshold: int, rewards: tuple[float, float, float],
+                 settings: MultiSettings, seed: int):
+        self.game, self.threshold, self.rewards = game, threshold, tuple(float(x) for x in rewards)
+        self.settings, self.seed = settings, seed
+        self.id = episode_id(game.name, threshold, self.rewards)
+        self.options = Options(aligned=game.independent, deviant=game.collective)
+        n, k = settings.agents, settings.confederates
+        self.confederates = set(range(k)) if settings.confederate_position == "head" else set(range(n - k, n))
+        self.capital = [settings.start_capital] * n
+        self._history: list[list[list[Message]]] = [[] for _ in range(n)]  # agent -> rounds -> messages
+        hr, nr, lr = self.rewards
+        base = settings.start_capital
+        fmt = {"n": n, "cooperation_threshold": threshold, "high_reward": hr, "normal_reward": nr,
+               "low_reward": lr, "delta_high": round((hr - 1) * base, 2),
+               "delta_normal": round((nr - 1) * base, 2), "delta_low": round((lr - 1) * base, 2)}
+        additive = settings.reward_mode == "additive"
+        self.system_prompt = " ".join([
+            game.system_prompt.format(**fmt),
+            RULES[settings.reward_mode].format(base=base),
+            json_instruction(game.collective, game.independent),
+        ])
+        self.question = "This is a new round.\n" + (game.user_prompt_add if additive else game.user_prompt_mult).format(**fmt)
+        self._pending: list[Turn] = []
+
+    @property
+    def rounds(self) -> int:
+        return self.settings.rounds
+
+    def turns(self, round: int) -> list[Turn]:
+        w = self.settings.window
+        self._pending = []
+        for agent in range(self.settings.agents):
+            if agent in self.confederates:
+                continue
+            past = [m for r in self._history[agent][len(self._history[agent]) - w:] for m in r] if w else []
+            messages = ({"role": "system", "content": self.system_prompt}, *past,
+                        {"role": "user", "content": self.question})
+            self._pending.append(Turn(messages=messages, options=self.options, round=round, agent=agent,
+                                      seed=derive_seed(self.seed, self.id, round, agent), item_id=self.id))
+        return self._pending
+
+    def factor(self, collective: bool, success: bool) -> float:
+        hr, nr, lr = self.rewards
+        if success:
+            return hr if (self.settings.success_applies_to_all or collective) else nr
+        return lr if collective else nr
+
+    def outcome_text(self, count: int, success: bool) -> str:
+        n, (hr, nr, lr) = self.settings.agents, self.rewards
+        prefix = f"Collective choices: {count}/{n} ({count / n:.2%}). "
+        if self.settings.reward_mode == "additive":
+            base = self.settings.start_capital
+            add = lambda f: f"+{(f - 1) * base:.2f}"  # noqa: E731
+            if success and self.settings.success_applies_to_all:
+                return prefix + f"Cooperation succeeded! Everyone's capital adds {add(hr)}."
+            if success:
+                return prefix + f"Cooperation succeeded! Collective adds {add(hr)}, independent adds {add(nr)}."
+            return prefix + f"Cooperation failed. Collective adds {add(lr)}, independent adds {add(nr)}."
+        if success and self.settings.success_applies_to_all:
+            return prefix + f"Cooperation succeeded! Everyone's capital multiplies by x{hr}."
+        if success:
+            return prefix + f"Cooperation succeeded! Collective x{hr}, independent x{nr}."
+        return prefix + f"Cooperation failed. Collective x{lr}, independent x{nr}."
+
+    def record(self, round: int, answers: list) -> list[dict]:
+        s, n = self.settings, self.settings.agents
+        by_agent = dict(zip((t.agent for t in self._pending), zip(self._pending, answers)))
+        responses, choices = [], []
+        for agent in range(n):
+            if agent in self.confederates:
+                responses.append(canonical_answer(self.game.collective))
+                choices.append(self.game.collective)
+            else:
+                text = by_agent[agent][1].text
+                responses.append(text)
+                choices.append(parse_choice(text, self.options, s.parser, "multi"))
+        count = sum(c == self.game.collective for c in choices)
+        success = count >= self.threshold
+        outcome = self.outcome_text(count, success)
+        records = []
+        for agent in range(n):
+            collective = choices[agent] == self.game.collective
+            before = self.capital[agent]
+            if s.reward_mode == "multiplicative":
+                self.capital[agent] = before * self.factor(collective, success)
+                delta = self.capital[agent] - before
+            else:
+                delta = (self.factor(collective, success) - 1) * s.start_capital
+                self.capital[agent] = before + delta
+            peers = "; ".join(
+                f"Agent {j}: {responses[j]}" if s.peer_history == "full"
+                else f"Agent {j} final choice: {choices[j] or UNPARSED}"
+                for j in range(n) if j != agent)
+            past = [{"role": "user", "content": self.question},
+                    {"role": "assistant", "content": responses[agent]},
+                    {"role": "user", "content": f"Other agents' decisions: {peers}"}]
+            if s.feedback == "reward":
+                past.append({"role": "user", "content": f"Outcome: {outcome}. Your reward (delta): {delta}"})
+            self._history[agent].append(past)
+            turn, answer = by_agent.get(agent, (None, None))
+            records.append({
+                "testbed": "multi", "episode": self.id, "item": self.id, "scenario": self.game.name,
+                "threshold": self.threshold, "rewards": list(self.rewards), "round": round, "agent": agent,
+                "confederate": agent in self.confederates,
+                "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha() if turn else None,
+                "response": responses[agent], "choice": choices[agent], "valid": choices[agent] is not None,
+                "deviant": None if choices[agent] is None else collective,
+                "p_deviant": answer.p_deviant if answer else None,
+                "reward": delta, "capital_before": before, "capital": self.capital[agent],
+                "collective_count": count, "success": success,
+                "prompt_tokens": answer.prompt_tokens if answer else 0,
+                "completion_tokens": answer.completion_tokens if answer else 0,
+            })
+        return records
