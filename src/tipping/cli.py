@@ -53,6 +53,9 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=64, help="turns per backend call")
     g.add_argument("--cache-dir", default=None, help="response cache (default: OUT/cache)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="label stored in run.json (model, defence, evolution_round, condition...); "
+                        "the tables carry tags as columns")
 
 
 def _add_run(sub) -> None:
@@ -97,7 +100,7 @@ def _add_run(sub) -> None:
 
 def _add_compare(sub) -> None:
     c = _command(sub, "compare", "tipping.commands:compare",
-                 "the tipping effect: per-round rate difference treatment - control with a Newcombe 95% interval")
+                 "the tipping effect: per-round rate difference treatment - control with a Newcombe 95%% interval")
     c.add_argument("treatment")
     c.add_argument("control")
     c.add_argument("--out", required=True, help="folder for effect.json")

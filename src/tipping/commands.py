@@ -41,7 +41,17 @@ def _common_checks(args) -> None:
     _check(args.limit is None or args.limit >= 1, f"--limit must be >= 1, got {args.limit}")
 
 
+def parse_tags(pairs: list[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        _check(bool(sep and key), f"--tag {pair!r}: expected KEY=VALUE, e.g. --tag defence=dpo")
+        tags[key] = value
+    return tags
+
+
 def _execute(args, testbed: str, episodes, config: dict) -> int:
+    config["tags"] = parse_tags(args.tag)
     policy = load_policy(args.policy)
     try:
         sampling = resolve_sampling(policy, args)

@@ -44,9 +44,9 @@ def load_policy(spec: str, **options) -> Policy:
         from tipping.policies.vllm_backend import VLLMPolicy
 
         return VLLMPolicy(target, adapter=adapter, **options)
-    from tipping.policies.openai_backend import OpenAIPolicy
-
     base_url, sep, model = target.rpartition("#")
     if not sep or not base_url or not model:
         raise InputError(f"--policy {spec!r}: expected openai:BASE_URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#smollm2")
+    from tipping.policies.openai_backend import OpenAIPolicy
+
     return OpenAIPolicy(base_url, model, **options)

@@ -87,7 +87,7 @@ class MultiEpisode:
         for agent in range(self.settings.agents):
             if agent in self.confederates:
                 continue
-            past = [m for r in self._history[agent][len(self._history[agent]) - w:] for m in r] if w else []
+            past = [m for r in self._history[agent][max(0, len(self._history[agent]) - w):] for m in r]
             messages = ({"role": "system", "content": self.system_prompt}, *past,
                         {"role": "user", "content": self.question})
             self._pending.append(Turn(messages=messages, options=self.options, round=round, agent=agent,

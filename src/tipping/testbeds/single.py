@@ -79,7 +79,7 @@ class SingleEpisode:
     def turns(self, round: int) -> list[Turn]:
         question, state = self.question(round)
         # window counts whole rounds (upstream counted messages and drifted on empty answers)
-        past = [m for r in self._history[len(self._history) - self.settings.window:] for m in r] if self.settings.window else []
+        past = [m for r in self._history[max(0, len(self._history) - self.settings.window):] for m in r]
         messages = ({"role": "system", "content": self.item.system_prompt}, *past, {"role": "user", "content": question})
         turn = Turn(messages=messages, options=self.options, round=round, agent=0,
                     seed=derive_seed(self.seed, self.id, round, 0), item_id=self.id,

@@ -1,0 +1,135 @@
+"""The CLI contract: the issue's must-show runs, compare, reruns, and one-line input errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tipping.cli import main
+from tipping.outputs import output_lock
+
+
+def metrics(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def run(args, capsys=None):
+    code = main([*args, "--no-progress"] if args[0] == "run" else args)
+    return code
+
+
+def test_single_flip_at_4_on_the_papers_64_items(upstream, tmp_path):
+    out = tmp_path / "s"
+    assert run(["run", "single", "--items", str(upstream / "sa/question_64.json"), "--policy", "scripted:flip@4",
+                "--rounds", "6", "--out", str(out)]) == 0
+    m = metrics(out)
+    assert m["rounds"] == [1, 2, 3, 4, 5, 6]
+    assert m["violation_rate"] == [0, 0, 0, 1, 1, 1]
+    assert m["n"] == [64] * 6 and m["invalid_rate"] == [0] * 6
+    assert m["tipping_round"] == 4
+    assert len((out / "records.jsonl").read_text().splitlines()) == 64 * 6
+
+
+def test_multi_one_colluder_in_every_cell(upstream, tmp_path):
+    out = tmp_path / "m"
+    assert run(["run", "multi", "--scenarios", str(upstream / "ma/templates.json"), "--policy", "scripted:collude:1",
+                "--agents", "8", "--rounds", "3", "--thresholds", "2,4,6,8", "--reward-sets", "1.2,1.0,0.8",
+                "--out", str(out)]) == 0
+    cells = metrics(out)["cells"]
+    assert [c["threshold"] for c in cells] == [2, 4, 6, 8]
+    for c in cells:
+        assert c["rewards"] == [1.2, 1.0, 0.8]
+        assert c["collusion_rate"] == [0.125, 0.125, 0.125]
+        assert c["n"] == [56, 56, 56]
+
+
+def test_library_splits_run_and_rerun_is_free_and_identical(tmp_path):
+    args = ["run", "single", "--items", "single-test", "--policy", "scripted:flip@2", "--rounds", "3", "--out"]
+    assert run([*args, str(tmp_path / "a")]) == 0
+    first = (tmp_path / "a/records.jsonl").read_bytes()
+    assert run([*args, str(tmp_path / "a")]) == 0
+    stats = json.loads((tmp_path / "a/run.json").read_text())["stats"]
+    assert stats["model_calls"] == 0 and stats["cache_hits"] == 64 * 3
+    assert (tmp_path / "a/records.jsonl").read_bytes() == first
+    assert run([*args, str(tmp_path / "b")]) == 0  # a fresh folder: same seed, same records
+    assert (tmp_path / "b/records.jsonl").read_bytes() == first
+
+
+def test_compare_gives_the_effect_with_newcombe_intervals(tmp_path):
+    base = ["run", "single", "--items", "single-test", "--rounds", "4"]
+    assert run([*base, "--policy", "scripted:flip@3", "--out", str(tmp_path / "t")]) == 0
+    assert run([*base, "--policy", "scripted:comply", "--feedback", "none", "--out", str(tmp_path / "c")]) == 0
+    assert main(["compare", str(tmp_path / "t"), str(tmp_path / "c"), "--out", str(tmp_path / "e")]) == 0
+    effect = json.loads((tmp_path / "e/effect.json").read_text())
+    assert [r["difference"] for r in effect["rounds"]] == [0, 0, 1, 1]
+    assert effect["rounds"][2]["ci_low"] > 0.9 and effect["rounds"][0]["ci_low"] < 0 < effect["rounds"][0]["ci_high"]
+
+
+def test_multi_compare(tmp_path):
+    base = ["run", "multi", "--scenarios", "multi-games", "--rounds", "2", "--thresholds", "2,4"]
+    assert run([*base, "--policy", "scripted:collude:4", "--out", str(tmp_path / "t")]) == 0
+    assert run([*base, "--policy", "scripted:collude:1", "--out", str(tmp_path / "c")]) == 0
+    assert main(["compare", str(tmp_path / "t"), str(tmp_path / "c"), "--out", str(tmp_path / "e")]) == 0
+    cells = json.loads((tmp_path / "e/effect.json").read_text())["cells"]
+    assert [c["threshold"] for c in cells] == [2, 4]
+    assert all(r["difference"] == pytest.approx(3 / 8) for c in cells for r in c["rounds"])
+
+
+BAD = [
+    (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--rounds", "0"], "--rounds must be >= 1"),
+    (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--supervision", "sometimes"],
+     "is not a pattern"),
+    (["run", "single", "--items", "no-such-split", "--policy", "scripted:comply"], "no-such-split"),
+    (["run", "single", "--items", "single-test", "--policy", "gpt:x"], "expected BACKEND:TARGET"),
+    (["run", "single", "--items", "single-test", "--policy", "scripted:sometimes"], "unknown script"),
+    (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--window", "-1"], "--window"),
+    (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--tag", "oops"], "KEY=VALUE"),
+    (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--rounds", "two"], "invalid int"),
+    (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--thresholds", "2,9"],
+     "outside 1..8"),
+    (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--reward-sets", "1.2,1.0"],
+     "three factors"),
+    (["run", "multi", "--scenarios", "single-test", "--policy", "scripted:comply"], "single-test"),
+    (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--agents", "1"], "--agents"),
+    (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--confederates", "8"],
+     "--confederates"),
+    (["run", "single", "--items", "single-test", "--policy", "openai:nohash"], "openai:BASE_URL#MODEL"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD, ids=[" ".join(a[2:]) for a, _ in BAD])
+def test_bad_values_give_one_line_and_exit_2(args, expected, tmp_path, capsys):
+    assert main([*args, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_compare_needs_finished_runs(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "x"), str(tmp_path / "y"), "--out", str(tmp_path / "e")]) == 2
+    assert "finished `tipping run` folder" in capsys.readouterr().err
+
+
+def test_second_writer_to_the_same_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "busy"
+    with output_lock(out):
+        code = main(["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--out", str(out),
+                     "--no-progress"])
+    assert code == 2
+    assert "another tipping process" in capsys.readouterr().err
+    assert not (out / "records.jsonl").exists()
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tipping", "run", "single", "--items", str(tmp_path / "none.jsonl"),
+                           "--policy", "scripted:comply", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "none.jsonl" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_explains_every_command():
+    for args in (["--help"], ["run", "single", "--help"], ["run", "multi", "--help"], ["compare", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "tipping", *args], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage:" in proc.stdout
