@@ -47,6 +47,12 @@ class RolloutStats:
         return d
 
 
+def clean_text(text: str) -> str:
+    """Model text as valid UTF-8: a backend may hand back lone surrogates from broken bytes,
+    which no JSON file or hash can hold."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def choice_probability(aligned: float, deviant: float, temperature: float) -> float:
     """P(deviant) from the two answers' log-likelihoods, tempered like sampling would be.
     At temperature 0 the choice is the argmax (ties go to the aligned option)."""
@@ -75,7 +81,7 @@ class Engine:
 
     def _compute(self, turns: Sequence[Turn]) -> list[dict]:
         if self.decision == "generate":
-            return [{"text": c.text, "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
+            return [{"text": clean_text(c.text), "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
                     for c in self.policy.generate(turns, self.sampling)]
         return [{"aligned": s.aligned, "deviant": s.deviant, "prompt_tokens": s.prompt_tokens}
                 for s in self.policy.score_choices(turns, self.sampling)]
