@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast demo lint clean
+.PHONY: setup services test test-fast demo lint clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,12 @@ $(STAMP): envs/cpu.txt pyproject.toml
 	bash workflow/profiles/install.sh
 	touch $(STAMP)
 
-test: setup
+# system packages + the local one-node SLURM cluster the workflow tests submit to
+services:
+	bash scripts/system-deps.sh
+	bash scripts/slurm/start.sh
+
+test: setup services
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -54,8 +54,7 @@ def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling:
                                                  "sampling": asdict(sampling)},
                                       "versions": versions(), "stats": engine.stats.to_dict()})
         write_json(out / "metrics.json", result)  # last: its presence means the run completed
-        if progress:
-            s = engine.stats
-            print(f"{len(records)} turns, {s.model_calls} model calls, {s.cache_hits} cache hits"
-                  f"{' (nothing recomputed)' if s.model_calls == 0 else ''}; wrote {out}/records.jsonl, metrics.json")
+        s = engine.stats
+        print(f"{len(records)} turns, {s.model_calls} model calls, {s.cache_hits} cache hits"
+              f"{' (nothing recomputed)' if s.model_calls == 0 else ''}; wrote {out}/records.jsonl, metrics.json")
         return result
