@@ -154,16 +154,7 @@ def make_items(args) -> int:
 
 
 def import_items(args) -> int:
-    path = Path(args.path)
-    loaded = None
-    for loader in (scenarios.load_single_items, scenarios.load_multi_items):
-        try:
-            loaded = loader(str(path))
-            break
-        except InputError:
-            continue
-    if loaded is None:
-        loaded = scenarios.load_multi_games(str(path))  # raises the clear error if nothing fits
+    loaded = scenarios.load_any(args.path)
     scenarios.write_items(loaded, Path(args.out))
     print(f"wrote {len(loaded)} records to {args.out}")
     return 0
