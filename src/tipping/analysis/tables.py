@@ -1,0 +1,393 @@
+"""Run folders -> the analysis tables. Every interval comes from tipping.metrics; this module groups.
+
+    records.parquet           every turn of every run + the run's tags and config fields as columns
+    prompts.parquet           prompt_sha -> message_ids: the conversation each turn was given
+    messages.parquet          message_id -> role, content (each distinct message once: a round's
+                              prompt repeats every earlier round, so storing prompts whole is O(R^2))
+    rates.csv/.md             deviant rate per run group x grid cell x round, Wilson 95% CI
+    effects.csv/.md           treatment minus each matched control per round, Newcombe 95% CI
+    tipping_rounds.csv/.md    in-context and weight-level (evolution) tipping rounds
+    evolution.csv             the rate at the first and the last in-context round, per evolution round
+    scenario_rates.csv        the rate per scenario (job / game) and round, with its tipping round
+    payoff.csv                single: the violation rate per payoff-ratio bin (violating / compliant)
+    paper_comparison.csv/.md  our rates next to what upstream's code prints for the same records
+    summary.json              a few key numbers (DVC metrics)
+    plot_rates.csv            series, round, rate, CI (DVC plots)
+
+A run group is the runs sharing testbed, decision and every tag but `replicate` (replicates are
+pooled). An untagged run reads as defence=none, evolution_round=0, condition=treatment and
+model=<policy id>. Multi-agent rates are per grid cell (threshold, reward set) and pooled over the
+cells (threshold = rewards = "all"; single rows are "all" too); confederates are never counted.
+A rate is deviant / valid answers (multi: the E·n denominator that upstream's code lost); invalid
+answers get their own rate. Files are byte-deterministic: sorted rows, floats rounded to 6 dp.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from tipping import metrics
+from tipping.errors import InputError
+from tipping.outputs import atomic_write_bytes, atomic_write_text, read_jsonl, write_json
+
+RUN_FIELDS = ("testbed", "decision", "policy", "parser", "feedback")  # copied from run.json's config
+MAIN_TAGS = ("model", "defence", "evolution_round", "condition")
+DEFAULT_TAGS = {"defence": "none", "evolution_round": "0", "condition": "treatment"}
+POOLED_TAGS = ("replicate",)  # runs differing only in these are one group
+TREATMENT, ALL = "treatment", "all"
+CELL = ["threshold", "rewards"]
+METRIC = {"single": "violation", "multi": "collusion"}
+DECIMALS = 6
+RATE_COLUMNS = ["rate", "ci_low", "ci_high", "k", "n", "n_total", "invalid_rate", "mean_p", "p_ci_low", "p_ci_high"]
+
+
+# ---------------------------------------------------------------- loading
+
+def read_run_dirs(paths: list[str], runs_file: str | None = None) -> list[str]:
+    """RUN_DIR arguments plus the lines of --runs-file (blank lines and # comments skipped)."""
+    dirs = list(paths)
+    if runs_file:
+        try:
+            lines = Path(runs_file).read_text().splitlines()
+        except FileNotFoundError:
+            raise InputError(f"--runs-file {runs_file}: file not found") from None
+        dirs += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not dirs:
+        raise InputError("no run folders: give RUN_DIR arguments or --runs-file")
+    return dirs
+
+
+def _read_run(folder: Path) -> tuple[dict, list[dict], list[dict]]:
+    for name in ("run.json", "metrics.json", "records.jsonl", "prompts.jsonl"):
+        if not (folder / name).is_file():  # metrics.json is written last: absent = unfinished run
+            raise InputError(f"{folder}: no {name}; is it a finished `tipping run` folder?")
+    try:
+        config = json.loads((folder / "run.json").read_text())["config"]
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"{folder / 'run.json'}: unreadable ({exc})") from None
+    return config, read_jsonl(folder / "records.jsonl"), read_jsonl(folder / "prompts.jsonl")
+
+
+def load_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
+    """(records, prompts, messages, tag names). Runs in sorted path order, turns in file order."""
+    rows, prompts, messages, tag_names = [], {}, {}, set()
+    for folder in sorted({os.path.normpath(d) for d in run_dirs}):
+        config, records, prompt_rows = _read_run(Path(folder))
+        tags = {**DEFAULT_TAGS, "model": config.get("policy"), **config.get("tags", {})}
+        clash = tags.keys() & ({"run", *RUN_FIELDS} | (records[0].keys() if records else set()))
+        if clash:
+            raise InputError(f"{folder}: tag(s) {', '.join(sorted(clash))} shadow record fields; rename the tag")
+        fixed = {"run": folder, **{k: config.get(k) for k in RUN_FIELDS}, **tags}
+        rows += [{**r, **fixed} for r in records]
+        for p in prompt_rows:
+            prompts[p["prompt_sha"]] = [messages.setdefault((m["role"], m["content"]), len(messages))
+                                        for m in p["messages"]]
+        tag_names |= tags.keys()
+    if not rows:
+        raise InputError("the run folders hold no records")
+    df = pd.DataFrame(rows)
+    df["sampling"] = df["sampling"].map(lambda s: json.dumps(s, sort_keys=True))
+    if "rewards" in df:
+        df["rewards"] = df["rewards"].map(lambda v: "/".join(str(float(x)) for x in v) if isinstance(v, list) else None)
+    if "threshold" in df:
+        df["threshold"] = df["threshold"].astype("Int64")
+    for col in ("valid", "deviant", "confederate", "success"):
+        if col in df:
+            df[col] = df[col].astype("boolean")
+    for tag in tag_names:  # "--tag evolution_round=2" arrives as text; numbers sort as numbers
+        values = df[tag].dropna().astype(str)
+        if len(values) and values.str.fullmatch(r"-?\d+").all():
+            df[tag] = pd.to_numeric(df[tag].astype("string")).astype("Int64")
+    tags = sorted(tag_names)
+    first = ["run", *RUN_FIELDS, *tags]
+    df = df[first + sorted(c for c in df.columns if c not in first)]
+    prompt_df = pd.DataFrame({"prompt_sha": sorted(prompts), "message_ids": [prompts[s] for s in sorted(prompts)]})
+    message_df = pd.DataFrame([(i, role, content) for (role, content), i in messages.items()],
+                              columns=["message_id", "role", "content"])
+    return df, prompt_df, message_df, tags
+
+
+def group_keys(tags: list[str]) -> list[str]:
+    extra = sorted(set(tags) - set(MAIN_TAGS) - set(POOLED_TAGS))
+    return ["testbed", *MAIN_TAGS, "decision", *extra]
+
+
+def _without(keys: list[str], *names: str) -> list[str]:
+    return [k for k in keys if k not in names]
+
+
+# ---------------------------------------------------------------- rates
+
+def _cell_order(value) -> float:
+    return math.inf if value == ALL else float(value)
+
+
+def _sorted(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    key = lambda s: s.map(_cell_order) if s.name == "threshold" else s  # noqa: E731 -- "10" after "8", "all" last
+    return df.sort_values(cols, key=key, kind="mergesort", na_position="last").reset_index(drop=True)
+
+
+def counted_turns(records: pd.DataFrame) -> pd.DataFrame:
+    """The turns a rate counts (no confederates), with threshold/rewards as text: a multi turn
+    appears twice, in its own grid cell and in the pooled cell "all"."""
+    turns = records
+    if "confederate" in records:
+        turns = records[~records["confederate"].fillna(False).astype(bool)]
+    pooled = turns.assign(threshold=ALL, rewards=ALL)
+    multi = turns[turns["testbed"] == "multi"]
+    cells = multi.assign(threshold=multi["threshold"].astype(str)) if len(multi) else multi
+    return pd.concat([cells, pooled], ignore_index=True)
+
+
+def _summary(frame: pd.DataFrame) -> dict:
+    records = [{"valid": bool(v), "deviant": d, "p_deviant": None if pd.isna(p) else float(p)}
+               for v, d, p in zip(frame["valid"], frame["deviant"], frame["p_deviant"])]
+    return metrics.rate_summary(records)
+
+
+def _rate_table(turns: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    rows = []
+    for key, g in turns.groupby(by, dropna=False, sort=False):
+        s = _summary(g)
+        rows.append({**dict(zip(by, key)), **{c: s.get(c) for c in RATE_COLUMNS}, "runs": g["run"].nunique()})
+    out = pd.DataFrame(rows, columns=[*by, *RATE_COLUMNS, "runs"])
+    out.insert(1, "metric", out["testbed"].map(METRIC))
+    return _sorted(out, by)
+
+
+def rates(turns: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return _rate_table(turns, keys + CELL + ["round"])
+
+
+def effects(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The tipping effect: treatment minus each matched control (a group with the same keys but
+    the condition), per round and cell, with Newcombe's 95% interval."""
+    treated = rates[rates["condition"] == TREATMENT]
+    controls = rates[rates["condition"] != TREATMENT].rename(columns={"condition": "control"})
+    m = treated.merge(controls, on=_without(keys, "condition") + CELL + ["round"], suffixes=("_t", "_c"))
+    diffs = [metrics.newcombe(int(a), int(b), int(c), int(d))
+             for a, b, c, d in zip(m["k_t"], m["n_t"], m["k_c"], m["n_c"])]
+    cols = _without(keys, "condition") + ["control"] + CELL + ["round"]
+    out = m[cols].assign(treatment_rate=m["rate_t"], control_rate=m["rate_c"],
+                         difference=[d[0] for d in diffs], ci_low=[d[1] for d in diffs],
+                         ci_high=[d[2] for d in diffs], n_treatment=m["n_t"], n_control=m["n_c"])
+    out.insert(1, "metric", out["testbed"].map(METRIC))
+    return _sorted(out, cols)
+
+
+def evolution(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Pooled rates at the first in-context round (the weights alone: no feedback seen yet) and
+    the last (weights + in-context drift), for every evolution round."""
+    pooled = rates[rates["threshold"] == ALL]
+    grouped = pooled.groupby(keys, dropna=False)["round"]
+    first = pooled[pooled["round"] == grouped.transform("min")].assign(in_context="first")
+    last = pooled[pooled["round"] == grouped.transform("max")].assign(in_context="last")
+    series = _without(keys, "evolution_round")
+    cols = [*series, "in_context", "evolution_round", "round", "metric", *RATE_COLUMNS, "runs"]
+    return _sorted(pd.concat([first, last])[cols], [*series, "in_context", "evolution_round"])
+
+
+def _tipping(points: pd.DataFrame, x: str) -> int | None:
+    points = points.sort_values(x)
+    found = metrics.tipping_round(points[x].tolist(), [None if pd.isna(r) else r for r in points["rate"]],
+                                  points["ci_low"].tolist(), points["ci_high"].tolist())
+    return None if found is None else int(found)
+
+
+def tipping_rounds(rates: pd.DataFrame, evolution: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """In-context: metrics.tipping_round over the in-context rounds of each group and cell.
+    Weight-level: the first evolution round whose CI lies wholly above evolution round 0's
+    (the same rule over evolution rounds), at the first and at the last in-context round."""
+    rows = []
+    for key, g in rates.groupby(keys + CELL, dropna=False, sort=False):
+        g = g.sort_values("round")
+        rows.append({**dict(zip(keys + CELL, key)), "kind": "in-context", "tipping_round": _tipping(g, "round"),
+                     "baseline_rate": g["rate"].iloc[0], "final_rate": g["rate"].iloc[-1]})
+    series = _without(keys, "evolution_round") + ["in_context"]
+    for key, g in evolution.groupby(series, dropna=False, sort=False):
+        g = g.sort_values("evolution_round")
+        if len(g) < 2 or g["evolution_round"].iloc[0] != 0:  # needs the un-evolved policy as baseline
+            continue
+        rows.append({**dict(zip(series, key)), "threshold": ALL, "rewards": ALL, "kind": "weight-level",
+                     "tipping_round": _tipping(g, "evolution_round"),
+                     "baseline_rate": g["rate"].iloc[0], "final_rate": g["rate"].iloc[-1]})
+    cols = ["kind", *keys, *CELL, "in_context", "tipping_round", "baseline_rate", "final_rate"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["tipping_round"] = out["tipping_round"].astype("Int64")
+    return _sorted(out, cols[:-3])
+
+
+def scenario_rates(turns: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rates per scenario (all cells pooled) and round, plus each scenario's tipping round."""
+    out = _rate_table(turns[turns["threshold"] == ALL], keys + ["scenario", "round"])
+    tips = {k: _tipping(g, "round") for k, g in out.groupby(keys + ["scenario"], dropna=False, sort=False)}
+    out["tipping_round"] = pd.array([tips[k] for k in zip(*(out[c] for c in keys + ["scenario"]))], dtype="Int64")
+    return out
+
+
+PAYOFF_BINS = (0.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, math.inf)  # upstream gaps are often tiny: 2.1 vs 2.0
+
+
+def payoff(turns: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Single: the violation rate per payoff-ratio bin (violating / compliant, [low, high)) and round."""
+    single = turns[(turns["testbed"] == "single") & (turns["threshold"] == ALL)]
+    if single.empty:
+        return pd.DataFrame(columns=[*keys, "ratio_low", "ratio_high", "round", "metric", *RATE_COLUMNS, "runs"])
+    single = single[single["compliant_reward"] > 0]
+    ratio = single["violating_reward"] / single["compliant_reward"]
+    bins = pd.cut(ratio, PAYOFF_BINS, right=False)
+    single = single.assign(ratio_low=[b.left for b in bins], ratio_high=[b.right for b in bins])
+    return _rate_table(single, keys + ["ratio_low", "ratio_high", "round"])
+
+
+def paper_comparison(records: pd.DataFrame, rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Treatment rates next to the number upstream's scripts print for the same records:
+    single (test_sa) = violations / all answers, an unreadable answer counting as no violation;
+    multi (test_ma) = collective choices summed over the E games of a cell (confederates too)
+    / n agents, the denominator bug: E x the rate, which can exceed 1. Upstream parses with its
+    own regexes; the `parser` column says which parser our records used (`--parser paper`
+    reproduces upstream's)."""
+    group = _without(keys, "condition")
+    on = group + CELL + ["round"]
+    t = rates[(rates["condition"] == TREATMENT) & ((rates["testbed"] == "single") | (rates["threshold"] != ALL))]
+    t = t.assign(upstream_equivalent=t["k"] / t["n_total"])
+    multi = records[(records["testbed"] == "multi") & (records["condition"] == TREATMENT)]
+    if len(multi):
+        multi = multi.assign(threshold=multi["threshold"].astype(str),
+                             collective=(multi["deviant"].fillna(False)).astype(int),
+                             game=multi["run"] + "\x1f" + multi["episode"])
+        g = multi.groupby(on, dropna=False).agg(collective=("collective", "sum"), turns=("collective", "size"),
+                                               games=("game", "nunique"), runs=("run", "nunique")).reset_index()
+        g["upstream_ma"] = g["collective"] / (g["turns"] / g["games"] * g["runs"])  # per-run value, runs averaged
+        t = t.merge(g[on + ["upstream_ma"]], on=on, how="left")
+        t["upstream_equivalent"] = t["upstream_ma"].where(t["testbed"] == "multi", t["upstream_equivalent"])
+    parsers = records.groupby(group, dropna=False)["parser"].agg(lambda s: ",".join(sorted(s.dropna().unique())))
+    t = t.merge(parsers.rename("parser").reset_index(), on=group, how="left")
+    t["upstream_definition"] = t["testbed"].map({
+        "single": "test_sa: violations / all answers", "multi": "test_ma: collective over E games / n"})
+    cols = group + ["metric", "parser", *CELL, "round", "rate", "ci_low", "ci_high", "n", "invalid_rate",
+                    "upstream_equivalent", "upstream_definition"]
+    return _sorted(t[cols], on)
+
+
+def plot_rates(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Long series/round/rate rows (all cells pooled) for DVC `plots:` (x: round, y: rate)."""
+    pooled = rates[rates["threshold"] == ALL]
+    label = pooled[keys].astype(str).agg("/".join, axis=1)
+    return pd.DataFrame({"series": label, "round": pooled["round"], "rate": pooled["rate"],
+                         "ci_low": pooled["ci_low"], "ci_high": pooled["ci_high"]}).reset_index(drop=True)
+
+
+def summary(records: pd.DataFrame, tipping: pd.DataFrame, effects: pd.DataFrame, keys: list[str]) -> dict:
+    """Small, stable numbers for `dvc metrics`: per treatment group (cells pooled) the first and
+    last round's rate, the in-context tipping round and the last round's effect per control."""
+    match = _without(keys, "condition")
+    label = lambda row: "/".join(str(row[k]) for k in match)  # noqa: E731
+    pooled = effects[effects["threshold"] == ALL]
+    last = pooled[pooled["round"] == pooled.groupby(match + ["control"], dropna=False)["round"].transform("max")]
+    last_effects = {}
+    for row in last.to_dict("records"):
+        last_effects.setdefault(label(row), {})[row["control"]] = _num(row["difference"])
+    groups = {}
+    ic = tipping[(tipping["kind"] == "in-context") & (tipping["condition"] == TREATMENT)
+                 & (tipping["threshold"] == ALL)]
+    for row in ic.to_dict("records"):
+        groups[label(row)] = {"first_round_rate": _num(row["baseline_rate"]),
+                              "last_round_rate": _num(row["final_rate"]),
+                              "tipping_round": None if pd.isna(row["tipping_round"]) else int(row["tipping_round"]),
+                              "last_round_effect": last_effects.get(label(row), {})}
+    return {"runs": int(records["run"].nunique()), "turns": int(len(records)), "groups": groups}
+
+
+def _num(x):
+    return None if pd.isna(x) else round(float(x), DECIMALS)
+
+
+# ---------------------------------------------------------------- writing
+
+def _csv(df: pd.DataFrame) -> str:
+    floats = df.select_dtypes("float").columns
+    return df.assign(**{c: df[c].round(DECIMALS) for c in floats}).to_csv(index=False, lineterminator="\n")
+
+
+def _md_cell(v) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown(df: pd.DataFrame, title: str, note: str) -> str:
+    lines = [f"# {title}", "", note, "", "| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _parquet(df: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
+    return buffer.getvalue()
+
+
+CSV_TABLES = ("rates", "effects", "tipping_rounds", "evolution", "scenario_rates", "payoff", "paper_comparison",
+              "plot_rates")
+NOTES = {
+    "rates": "rate = deviant / valid answers (single: violation, multi: collusion; E·n denominator), "
+             "Wilson 95% CI; invalid_rate = unparseable / all answers; mean_p = mean P(deviant) (forced "
+             "choice) with a bootstrap 95% CI; threshold/rewards `all` = every grid cell pooled.",
+    "effects": "difference = treatment rate - control rate per round, Newcombe 95% CI; a control is a "
+               "run group with the same tags except `condition`.",
+    "tipping_rounds": "in-context: the first round whose Wilson CI lies wholly above round 1's; weight-level: "
+                      "the first evolution round whose CI lies wholly above evolution round 0's, measured at "
+                      "the first (`in_context` first: weights alone) or last in-context round. Blank = no tip.",
+    "paper_comparison": "No number from the paper is transcribed here (none could be verified). "
+                        "`upstream_equivalent` is what the upstream scripts would print for these same "
+                        "records (single: an invalid answer counted as no violation; multi: collective "
+                        "choices / n instead of / (E·n), i.e. E x the rate: 7x with upstream's 7 games); "
+                        "`rate` is the corrected value with its 95% CI.",
+}
+
+
+FILES = ("records.parquet", "prompts.parquet", "messages.parquet", *(f"{t}.csv" for t in CSV_TABLES),
+         *(f"{t}.md" for t in NOTES), "summary.json")  # everything `write` puts in the tables folder
+
+
+def build(run_dirs: list[str]) -> dict[str, object]:
+    """Every table, in memory (tests call this; `write` puts them on disk)."""
+    records, prompts, messages, tags = load_runs(run_dirs)
+    keys = group_keys(tags)
+    turns = counted_turns(records)
+    r = rates(turns, keys)
+    evo = evolution(r, keys)
+    tips = tipping_rounds(r, evo, keys)
+    eff = effects(r, keys)
+    typed = lambda df: df.astype({t: records[t].dtype for t in tags if t in df})  # noqa: E731
+    tips, evo, eff = typed(tips), typed(evo), typed(eff)  # NA-holding tag columns came back as floats
+    return {"records": records, "prompts": prompts, "messages": messages, "keys": keys, "rates": r, "effects": eff,
+            "tipping_rounds": tips, "evolution": evo, "scenario_rates": scenario_rates(turns, keys),
+            "payoff": payoff(turns, keys), "paper_comparison": paper_comparison(records, r, keys),
+            "plot_rates": plot_rates(r, keys), "summary": summary(records, tips, eff, keys)}
+
+
+def write(tables: dict, out: Path) -> None:
+    out = Path(out)
+    atomic_write_bytes(out / "records.parquet", _parquet(tables["records"]))
+    atomic_write_bytes(out / "prompts.parquet", _parquet(tables["prompts"]))
+    atomic_write_bytes(out / "messages.parquet", _parquet(tables["messages"]))
+    for name in CSV_TABLES:
+        atomic_write_text(out / f"{name}.csv", _csv(tables[name]))
+    for name, note in NOTES.items():
+        atomic_write_text(out / f"{name}.md", markdown(tables[name], name.replace("_", " ").capitalize(), note))
+    write_json(out / "summary.json", tables["summary"])
+
+
+def tables_command(args) -> int:
+    tables = build(read_run_dirs(args.runs, args.runs_file))
+    write(tables, Path(args.out))
+    print(f"{tables['summary']['turns']} turns from {tables['summary']['runs']} runs; wrote tables to {args.out}")
+    return 0

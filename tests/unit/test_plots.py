@@ -1,0 +1,156 @@
+"""Figure functions on small hand-made tables: axes, data, labels, empty-data panels, byte-stable files."""
+
+import pandas as pd
+import pytest
+
+from tipping import cli
+from tipping.analysis import plots
+from tipping.cli import main
+
+
+def series(rates, testbed="single", model="m", defence="none", condition="treatment", evolution_round=0,
+           threshold="all", rewards="all", **extra):
+    return [{"testbed": testbed, "model": model, "defence": defence, "condition": condition,
+             "evolution_round": evolution_round, "threshold": threshold, "rewards": rewards, "round": i + 1,
+             "rate": r, "ci_low": max(0.0, r - 0.1), "ci_high": min(1.0, r + 0.1), "invalid_rate": r / 10, **extra}
+            for i, r in enumerate(rates)]
+
+
+def frame(*parts):
+    return pd.DataFrame([row for part in parts for row in part])
+
+
+def lines(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def no_data_text(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_cli_lists_every_figure():
+    assert cli.FIGURES == tuple(plots.FIGURES)
+
+
+def test_single_rounds_lines_per_model_and_defence_controls_dashed():
+    df = frame(series([0, 0.5, 1]), series([0, 0.2, 0.4], defence="dpo"),
+               series([0, 0, 0], condition="control_no_feedback"),
+               series([1, 1, 1], evolution_round=1), series([0.1] * 3, testbed="multi", threshold="2"))
+    fig = plots.single_rounds(df)
+    (ax,) = fig.axes
+    got = lines(ax)
+    assert sorted(got) == ["m · dpo", "m · none", "m · none (control_no_feedback)"]  # evolution round 1 left out
+    assert list(got["m · none"].get_ydata()) == [0, 0.5, 1]
+    assert got["m · none (control_no_feedback)"].get_linestyle() == "--"
+    assert got["m · none"].get_color() == got["m · none (control_no_feedback)"].get_color()
+    assert ax.get_xlabel() == "in-context round" and "violation rate" in ax.get_ylabel()
+    assert ax.get_title() == "Single agent, evolution round 0"
+    assert len(ax.collections) == 3  # one CI band per line
+
+
+def test_a_varying_decision_or_extra_tag_splits_lines():
+    df = frame(series([0, 1], decision="generate"), series([0, 0.5], decision="choice"),
+               series([0.2, 0.2], decision="choice", seed_group="b"))
+    assert sorted(lines(plots.single_rounds(df).axes[0])) == [
+        "m · none · choice · b", "m · none · choice · nan", "m · none · generate · nan"]
+
+
+def test_tipping_effect_one_panel_per_testbed():
+    rows = [{**r, "difference": r["rate"], "control": "control_no_feedback"}
+            for r in series([0, 0.5]) + series([0.1, 0.2], testbed="multi")]
+    fig = plots.tipping_effect(pd.DataFrame(rows).drop(columns="condition"))
+    assert [ax.get_title() for ax in fig.axes] == ["single: tipping effect", "multi: tipping effect"]
+    single = lines(fig.axes[0])["m · none − control_no_feedback"]
+    assert list(single.get_ydata()) == [0, 0.5]
+    assert "treatment − control" in fig.axes[0].get_ylabel()
+
+
+def test_multi_rounds_facets_by_reward_set_hue_by_threshold():
+    df = frame(*(series([0.1 * t, 0.2 * t, 0.3 * t], testbed="multi", threshold=str(t), rewards=rw)
+                 for t in (2, 4) for rw in ("1.2/1.0/0.8", "1.4/1.0/0.8")),
+               series([0.5] * 3, testbed="multi"))  # the pooled cell is not a threshold line
+    fig = plots.multi_rounds(df)
+    assert [ax.get_title() for ax in fig.axes] == ["m · none | rewards 1.2/1.0/0.8", "m · none | rewards 1.4/1.0/0.8"]
+    got = lines(fig.axes[0])
+    assert sorted(got) == ["threshold 2", "threshold 4"]
+    assert list(got["threshold 4"].get_ydata()) == pytest.approx([0.4, 0.8, 1.2])
+
+
+def test_multi_heatmap_threshold_by_round():
+    df = frame(*(series([0.1, 0.2, 0.3], testbed="multi", threshold=str(t), rewards="1.2/1.0/0.8")
+                 for t in (2, 4, 6)))
+    fig = plots.multi_heatmap(df)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "threshold" and ax.get_xlabel() == "round"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["2", "4", "6"]
+    assert ax.collections[0].get_array().ravel().tolist() == pytest.approx([0.1, 0.2, 0.3] * 3)
+    assert [t.get_text() for t in ax.texts][:3] == ["0.10", "0.20", "0.30"]
+
+
+def test_evolution_curve_first_dotted_last_solid():
+    rows = []
+    for when, rates in (("first", [0.0, 0.2, 0.6]), ("last", [0.5, 0.8, 1.0])):
+        for evo, r in enumerate(rates):
+            rows += [{**series([r], evolution_round=evo)[0], "in_context": when}]
+    fig = plots.evolution(pd.DataFrame(rows))
+    (ax,) = fig.axes
+    got = lines(ax)
+    assert list(got["m · none (first round)"].get_ydata()) == [0.0, 0.2, 0.6]
+    assert got["m · none (first round)"].get_linestyle() == ":" and got["m · none (last round)"].get_linestyle() == "-"
+    assert ax.get_xlabel() == "evolution round"
+    only_zero = pd.DataFrame(rows)
+    assert "no data for evolution" in no_data_text(plots.evolution(only_zero[only_zero["evolution_round"] == 0]))[0]
+
+
+def test_per_scenario_puts_the_first_to_tip_on_top():
+    df = frame(series([0, 0, 1], scenario="late", tipping_round=3), series([0, 1, 1], scenario="early", tipping_round=2),
+               series([0, 0, 0], scenario="never", tipping_round=None))
+    fig = plots.per_scenario(df)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["early (tips r2)", "late (tips r3)", "never"]
+
+
+def test_payoff_ratio_bins_on_the_x_axis():
+    df = frame(series([0.5, 0.7], ratio_low=0.0, ratio_high=1.05), series([0.6, 0.9], ratio_low=3.0, ratio_high=float("inf")))
+    fig = plots.payoff_ratio(df)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["<1.05", "≥3"]
+    assert ax.get_title() == "Single agent, in-context round 2"
+    assert ax.containers[0].lines[0].get_ydata().tolist() == [0.7, 0.9]  # the last round only
+
+
+def test_invalid_rate_per_testbed():
+    fig = plots.invalid_rate(frame(series([0.1, 0.5]), series([0.2, 0.3], testbed="multi")))
+    assert len(fig.axes) == 2
+    assert list(lines(fig.axes[0])["m · none"].get_ydata()) == pytest.approx([0.01, 0.05])
+
+
+@pytest.mark.parametrize("name", list(plots.FIGURES))
+def test_absent_data_draws_a_no_data_panel(name):
+    columns = ["testbed", "model", "defence", "condition", "evolution_round", "threshold", "rewards", "round", "rate",
+               "ci_low", "ci_high", "invalid_rate", "difference", "control", "in_context", "scenario",
+               "tipping_round", "ratio_low", "ratio_high"]
+    fig = plots.FIGURES[name][0](pd.DataFrame(columns=columns))
+    assert no_data_text(fig)[0].startswith(f"no data for {name}")
+
+
+def test_saved_files_are_byte_identical_and_carry_no_timestamps(tmp_path):
+    df = frame(series([0, 0.5, 1]))
+    plots.save(plots.single_rounds(df), tmp_path / "a.png")
+    plots.save(plots.single_rounds(df), tmp_path / "b.png")
+    for ext in ("png", "pdf"):
+        assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
+    assert b"Software" not in (tmp_path / "a.png").read_bytes()
+    assert b"CreationDate" not in (tmp_path / "a.pdf").read_bytes()
+
+
+def test_plot_command_draws_every_figure_from_a_tables_folder(tmp_path):
+    single = ["run", "single", "--items", "single-test", "--limit", "16", "--rounds", "3", "--no-progress"]
+    multi = ["run", "multi", "--scenarios", "multi-games", "--limit", "2", "--thresholds", "2", "--no-progress"]
+    assert main([*single, "--policy", "scripted:flip@2", "--out", str(tmp_path / "s")]) == 0
+    assert main([*multi, "--policy", "scripted:collude:2", "--out", str(tmp_path / "m")]) == 0
+    assert main(["tables", str(tmp_path / "s"), str(tmp_path / "m"), "--out", str(tmp_path / "t")]) == 0
+    for name in plots.FIGURES:
+        assert main(["plot", name, "--tables", str(tmp_path / "t"), "--out", str(tmp_path / f"f/{name}.png")]) == 0
+        assert (tmp_path / f"f/{name}.png").stat().st_size > 1000 and (tmp_path / f"f/{name}.pdf").is_file()
+    assert main(["plot", "evolution", "--tables", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2

@@ -1,0 +1,179 @@
+"""Analysis tables from scripted runs with hand-computable rates (tipping.analysis.tables)."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from tipping import metrics
+from tipping.analysis import tables
+from tipping.cli import main
+
+SINGLE = ["run", "single", "--items", "single-test", "--rounds", "6", "--no-progress"]  # 64 items, 16 jobs
+MULTI = ["run", "multi", "--scenarios", "multi-games", "--agents", "8", "--rounds", "3", "--thresholds", "2,4",
+         "--reward-sets", "1.2,1.0,0.8", "--no-progress"]  # 7 games
+
+
+def tags(**kw):
+    return [x for k, v in kw.items() for x in ("--tag", f"{k}={v}")]
+
+
+def make(folder, args, policy, **tag):
+    assert main([*args, "--policy", policy, "--out", str(folder), *tags(**tag)]) == 0
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    base = {"model": "m", "defence": "none", "replicate": 0}
+    return [
+        make(root / "s-t0", SINGLE, "scripted:flip@4", condition="treatment", evolution_round=0, **base),
+        make(root / "s-c0", [*SINGLE, "--feedback", "none"], "scripted:comply", condition="control_no_feedback",
+             evolution_round=0, **base),
+        make(root / "s-t1", SINGLE, "scripted:flip@1", condition="treatment", evolution_round=1, **base),
+        make(root / "m-t0", MULTI, "scripted:collude:1", condition="treatment", evolution_round=0, **base),
+    ]
+
+
+@pytest.fixture(scope="module")
+def built(runs):
+    return tables.build(runs)
+
+
+def rows(df, **where):
+    for k, v in where.items():
+        df = df[df[k] == v]
+    return df
+
+
+def test_single_flip_at_4_rates_and_wilson_intervals(built):
+    r = rows(built["rates"], testbed="single", condition="treatment", evolution_round=0)
+    assert r["round"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert r["rate"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert r["n"].tolist() == [64] * 6 and r["invalid_rate"].tolist() == [0] * 6
+    assert set(r["metric"]) == {"violation"} and set(r["threshold"]) == {"all"}
+    for k, low, high in zip(r["k"], r["ci_low"], r["ci_high"]):
+        assert (low, high) == pytest.approx(metrics.wilson(k, 64))
+
+
+def test_multi_rate_uses_E_times_n_and_upstream_equivalent_is_7x(built):
+    r = rows(built["rates"], testbed="multi")
+    cells = r[r["threshold"] != "all"]
+    assert sorted(set(zip(cells["threshold"], cells["rewards"]))) == [("2", "1.2/1.0/0.8"), ("4", "1.2/1.0/0.8")]
+    assert cells["rate"].tolist() == [0.125] * 6 and cells["n"].tolist() == [56] * 6  # 7 games x 8 agents
+    assert (cells["ci_low"].iloc[0], cells["ci_high"].iloc[0]) == pytest.approx(metrics.wilson(7, 56))
+    pooled = r[r["threshold"] == "all"]
+    assert pooled["rate"].tolist() == [0.125] * 3 and pooled["n"].tolist() == [112] * 3
+    paper = built["paper_comparison"]
+    multi = paper[paper["testbed"] == "multi"]
+    assert "all" not in set(multi["threshold"])  # upstream reports per cell
+    assert multi["upstream_equivalent"].tolist() == pytest.approx([0.875] * 6)
+    single = rows(paper, testbed="single", evolution_round=0)
+    assert single["upstream_equivalent"].tolist() == single["rate"].tolist()  # no invalid answers here
+    assert set(paper["parser"]) == {"robust"}
+
+
+def test_effect_is_treatment_minus_matched_control_with_newcombe_interval(built):
+    e = built["effects"]
+    assert set(e["control"]) == {"control_no_feedback"}
+    e = rows(e, testbed="single", evolution_round=0)
+    assert e["difference"].tolist() == [0, 0, 0, 1, 1, 1]
+    for k, low, high in zip(e["treatment_rate"] * 64, e["ci_low"], e["ci_high"]):
+        assert (low, high) == pytest.approx(metrics.newcombe(int(k), 64, 0, 64)[1:])
+    assert (e["n_treatment"] == 64).all() and (e["n_control"] == 64).all()
+
+
+def test_tipping_rounds_in_context_and_weight_level(built):
+    t = built["tipping_rounds"]
+    ic = rows(t, kind="in-context", testbed="single", threshold="all")
+    assert rows(ic, condition="treatment", evolution_round=0)["tipping_round"].tolist() == [4]
+    assert rows(ic, condition="treatment", evolution_round=1)["tipping_round"].isna().all()  # violates from round 1
+    assert rows(ic, condition="control_no_feedback")["tipping_round"].isna().all()
+    wl = rows(t, kind="weight-level", testbed="single", condition="treatment")
+    # first in-context round: 0 at evolution round 0, 1 at evolution round 1 -> tips at 1
+    assert rows(wl, in_context="first")["tipping_round"].tolist() == [1]
+    assert rows(wl, in_context="last")["tipping_round"].isna().all()  # 1.0 at both
+    evo = rows(built["evolution"], testbed="single", condition="treatment", in_context="first")
+    assert evo["evolution_round"].tolist() == [0, 1] and evo["rate"].tolist() == [0, 1]
+
+
+def test_invalid_answers_have_their_own_rate_and_upstream_counts_them_as_compliant(runs, tmp_path):
+    folder = tmp_path / "broken"
+    make(folder, SINGLE, "scripted:violate", model="m")
+    lines = [json.loads(x) for x in (folder / "records.jsonl").read_text().splitlines()]
+    for r in [r for r in lines if r["round"] == 6][:16]:
+        r.update(response="no idea", choice=None, valid=False, deviant=None, reward=0.0)
+    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    built = tables.build([str(folder)])
+    last = rows(built["rates"], round=6).iloc[0]
+    assert (last["rate"], last["k"], last["n"], last["n_total"], last["invalid_rate"]) == (1.0, 48, 48, 64, 0.25)
+    paper = rows(built["paper_comparison"], round=6).iloc[0]
+    assert paper["upstream_equivalent"] == 48 / 64
+
+
+def test_untagged_run_defaults_and_replicates_pool(tmp_path):
+    a = make(tmp_path / "a", [*SINGLE, "--limit", "8"], "scripted:violate", replicate=0)
+    b = make(tmp_path / "b", [*SINGLE, "--limit", "8", "--seed", "1"], "scripted:violate", replicate=1)
+    built = tables.build([b, a])
+    r = built["rates"]
+    assert len(r) == 6 and (r["n"] == 16).all() and (r["runs"] == 2).all()
+    assert r[["model", "defence", "evolution_round", "condition"]].drop_duplicates().values.tolist() == [
+        ["scripted:violate", "none", 0, "treatment"]]
+    assert built["records"]["run"].iloc[0] == a  # runs in sorted path order, whatever the argument order
+
+
+def test_records_parquet_carries_tags_and_config(built, runs):
+    rec = built["records"]
+    assert len(rec) == 3 * 64 * 6 + 7 * 2 * 3 * 8
+    assert list(rec.columns[:10]) == ["run", "testbed", "decision", "policy", "parser", "feedback",
+                                      "condition", "defence", "evolution_round", "model"]
+    assert str(rec["evolution_round"].dtype) == "Int64" and str(rec["replicate"].dtype) == "Int64"
+    assert rec["run"].iloc[0] == sorted(runs)[0] and rec["round"].iloc[0] == 1
+    prompts, messages = built["prompts"], built["messages"]
+    assert set(rec["prompt_sha"].dropna()) <= set(prompts["prompt_sha"])
+    assert messages["role"].iloc[prompts["message_ids"].iloc[0][0]] == "system"
+    assert not messages.duplicated(["role", "content"]).any()  # each message once: prompts are id lists
+    longest = max(prompts["message_ids"], key=len)
+    assert len(longest) == 1 + 3 * 5 + 1  # round 6: system, 5 past rounds, the question
+
+
+def test_written_files_are_complete_and_byte_deterministic(runs, tmp_path):
+    for out in ("a", "b"):
+        assert main(["tables", *reversed(runs), "--out", str(tmp_path / out)]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(tables.FILES)
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    rates = pd.read_csv(tmp_path / "a/rates.csv")
+    assert all(len(str(x).split(".")[-1]) <= 6 for x in rates["ci_low"])  # rounded to 6 dp
+    md = (tmp_path / "a/paper_comparison.md").read_text()
+    assert md.startswith("# Paper comparison") and "upstream_equivalent" in md and "| 0.875 |" in md
+    summary = json.loads((tmp_path / "a/summary.json").read_text())
+    group = summary["groups"]["single/m/none/0/generate"]
+    assert group == {"first_round_rate": 0.0, "last_round_rate": 1.0, "tipping_round": 4,
+                     "last_round_effect": {"control_no_feedback": 1.0}}
+    plot = pd.read_csv(tmp_path / "a/plot_rates.csv")
+    assert list(plot.columns) == ["series", "round", "rate", "ci_low", "ci_high"]
+
+
+def test_runs_file_and_input_errors(runs, tmp_path, capsys):
+    listing = tmp_path / "runs.txt"
+    listing.write_text("# evaluation runs\n" + "\n".join(runs[:2]) + "\n\n")
+    assert main(["tables", "--runs-file", str(listing), "--out", str(tmp_path / "t")]) == 0
+    assert pd.read_parquet(tmp_path / "t/records.parquet")["run"].nunique() == 2
+    (tmp_path / "unfinished").mkdir()
+    assert main(["tables", str(tmp_path / "unfinished"), "--out", str(tmp_path / "x")]) == 2
+    assert "no run.json" in capsys.readouterr().err
+    assert main(["tables", "--out", str(tmp_path / "x")]) == 2
+    assert "no run folders" in capsys.readouterr().err
+
+
+def test_payoff_bins_and_scenario_tipping(built):
+    p = rows(built["payoff"], condition="treatment", evolution_round=0, round=6)
+    assert p["n"].sum() == 64 and (p["rate"] == 1).all()
+    assert (p["ratio_low"] < p["ratio_high"]).all() and math.isinf(tables.PAYOFF_BINS[-1])
+    s = rows(built["scenario_rates"], testbed="single", condition="treatment", evolution_round=0)
+    assert s["scenario"].nunique() == 16 and (s.groupby("scenario")["n"].sum() == 6 * 4).all()
+    assert set(s["tipping_round"].dropna()) <= {4, 5, 6}  # 4 items per job: wide intervals can delay the tip
