@@ -14,6 +14,10 @@ import sys
 
 from tipping.errors import InputError
 
+# the figures `tipping plot` draws (tipping.analysis.plots.FIGURES; listed here so --help stays fast)
+FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
+           "payoff_ratio", "invalid_rate")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, like every other input error
@@ -128,16 +132,112 @@ def _add_model(sub) -> None:
     p.add_argument("--out", required=True)
 
 
+def _add_training_options(p: argparse.ArgumentParser, section: str) -> argparse._ArgumentGroup:
+    """Flags shared by every training command (tipping.training.common reads them)."""
+    p.add_argument("--model", required=True, help="base model folder (or a hub id on hosts that reach the hub)")
+    p.add_argument("--out", required=True,
+                   help="adapter folder; written atomically, and a rerun after a crash resumes from OUT.partial")
+    p.add_argument("--init-adapter", default=None, help="continue training this adapter instead of a fresh LoRA")
+    g = p.add_argument_group("parameters (the paper's defaults; --params, then these flags, override them)")
+    g.add_argument("--params", default=None,
+                   help="YAML: a params.yaml holding the parameters under --section, or one section's fields "
+                        "at the top level")
+    g.add_argument("--section", default=None, help=f"the section of --params to read; unset: {section}")
+    g.add_argument("--epochs", type=float, default=None)
+    g.add_argument("--max-steps", type=int, default=None, help="> 0 overrides --epochs")
+    g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--batch-size", type=int, default=None, help="per device step")
+    g.add_argument("--grad-accum", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="cpu: fp32, no activation checkpointing; cuda: bf16 (the paper's)")
+    g.add_argument("--save-steps", type=int, default=50, help="checkpoint (resume point) every N steps; 0 = none")
+    return g
+
+
 def _add_align(sub) -> None:
     """Alignment defences (DPO, GRPO): see tipping.training."""
+    align = sub.add_parser("align", help="alignment defences: preference pairs, DPO, GRPO, merge").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = _command(align, "pairs", "tipping.training.pairs:pairs_command",
+                 "DPO pairs from the model itself: steered to keep and to break the rule, both answers validated")
+    p.add_argument("--items", required=True, help="single-train, multi-train, or an item file")
+    p.add_argument("--out", required=True, help="pairs JSONL; OUT's .summary.json lists the failed items")
+    p.add_argument("--tries", type=int, default=5, help="attempts per side before an item is dropped")
+    p.add_argument("--parser", choices=("robust", "paper"), default="robust", help="how answers are validated")
+    p.add_argument("--limit", type=int, default=None, help="only the first N items")
+    p.add_argument("--seed", type=int, default=0, help="item split and sampling seeds")
+    _add_policy_options(p)
+
+    d = _command(align, "dpo", "tipping.training.dpo:dpo_command", "LoRA-DPO on preference pairs (TRL)")
+    d.add_argument("--pairs", required=True, help="JSONL in TRL's conversational preference format")
+    _add_training_options(d, "dpo").add_argument("--beta", type=float, default=None)
+
+    g = _command(align, "grpo", "tipping.training.grpo:grpo_command",
+                 "GRPO with the testbed's rule-based reward (TRL); LoRA unless grpo.full_parameter")
+    g.add_argument("--items", required=True, help="single-train, multi-train, or an item file")
+    g.add_argument("--items-seed", type=int, default=0, help="seed of a built-in item split")
+    g.add_argument("--limit", type=int, default=None, help="only the first N items")
+    g.add_argument("--parser", choices=("robust", "paper"), default="robust", help="how the reward reads answers")
+    params = _add_training_options(g, "grpo")
+    params.add_argument("--beta", type=float, default=None, help="KL coefficient")
+    params.add_argument("--num-generations", type=int, default=None, help="completions per prompt (G)")
+    params.add_argument("--max-completion-length", type=int, default=None)
+
+    m = _command(align, "merge", "tipping.training.common:merge_command", "merge an adapter into its base model")
+    m.add_argument("--model", required=True)
+    m.add_argument("--adapter", required=True)
+    m.add_argument("--out", required=True)
 
 
 def _add_evolve(sub) -> None:
     """Weight-level self-evolution steps: see tipping.evolution and tipping.training."""
+    evolve = sub.add_parser("evolve", help="weight-level self-evolution: filter experience, fine-tune on it"
+                            ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    sc = _command(evolve, "score", "tipping.evolution:score_command",
+                  "score a run's turns on a common scale (reward / the item's best payoff; multi: the round's return)")
+    sc.add_argument("--run", required=True, help="a finished `tipping run` folder")
+    sc.add_argument("--out", required=True, help="scored turns JSONL")
+    f = _command(evolve, "filter", "tipping.evolution:filter_command",
+                 "keep a run's best-scored turns as SFT data (and reward-ranked DPO pairs)")
+    f.add_argument("--scored", required=True, help="output of `tipping evolve score`")
+    f.add_argument("--rule", choices=("top_fraction", "above_mean", "threshold"), default="top_fraction")
+    f.add_argument("--fraction", type=float, default=0.5, help="top_fraction: share of scored turns kept")
+    f.add_argument("--threshold", type=float, default=None, help="threshold: minimum score kept")
+    f.add_argument("--out", required=True, help="kept turns JSONL; a .summary.json is written next to it")
+    f.add_argument("--pairs-out", default=None, help="also write reward-ranked DPO pairs here")
+
+    t = _command(evolve, "finetune", "tipping.training.sft:finetune_command",
+                 "fine-tune on kept turns (sft) or reward-ranked pairs (dpo), continuing the previous adapter")
+    t.add_argument("--data", required=True, help="sft: kept turns JSONL; dpo: pairs JSONL")
+    t.add_argument("--method", choices=("sft", "dpo"), default="sft")
+    _add_training_options(t, "sft or dpo, per --method").add_argument("--beta", type=float, default=None,
+                                                                       help="dpo only")
 
 
 def _add_analysis(sub) -> None:
-    """Tables, figures, report, viewer: see tipping.analysis."""
+    """Tables, figures, episode viewer: see tipping.analysis."""
+    t = _command(sub, "tables", "tipping.analysis.tables:tables_command",
+                 "run folders -> records.parquet, rates, effects, tipping rounds, paper comparison (CSV + Markdown)")
+    t.add_argument("runs", nargs="*", metavar="RUN_DIR", help="finished `tipping run` folders")
+    t.add_argument("--runs-file", default=None, help="a file listing run folders, one per line (# comments)")
+    t.add_argument("--out", required=True, help="tables folder")
+
+    p = _command(sub, "plot", "tipping.analysis.plots:plot_command",
+                 "one figure from a tables folder: FIG.png and FIG.pdf")
+    p.add_argument("figure", choices=FIGURES)
+    p.add_argument("--tables", required=True, help="folder written by `tipping tables`")
+    p.add_argument("--out", required=True, help="FIG.png (the PDF goes next to it)")
+
+    v = _command(sub, "viewer", "tipping.analysis.viewer:viewer_command",
+                 "a self-contained HTML page to browse episodes round by round, with filters")
+    v.add_argument("--tables", required=True, help="folder written by `tipping tables`")
+    v.add_argument("--out", required=True, help="the page, e.g. results/viewer/index.html")
+    v.add_argument("--episodes-per-run", type=int, default=10,
+                   help="episodes embedded per run (the first ones in play order); 0 = all")
+    v.add_argument("--max-chars", type=int, default=2000,
+                   help="longer messages keep only their first and last MAX_CHARS/2 characters (a thinking "
+                        "trace keeps its final answer); 0 = no cut")
 
 
 def build_parser() -> argparse.ArgumentParser:

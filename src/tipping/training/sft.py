@@ -1,0 +1,71 @@
+"""Fine-tuning on kept high-reward trajectories: the weight-level self-evolution step.
+
+Round r continues round r-1's adapter (loaded trainable, trained further) on the turns that
+`tipping evolve filter` kept. Each kept turn is a conversation ending in the agent's answer; the
+loss covers that answer only (TRL's prompt-completion format with completion-only loss, which
+works with any chat template, unlike assistant masks that need {% generation %} markers).
+`--method dpo` trains reward-ranked pairs of the same round instead (tipping.training.dpo).
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from tipping.config import DPOParams, SFTParams
+from tipping.errors import InputError
+from tipping.outputs import read_jsonl
+from tipping.training.common import (load_model, load_params, load_tokenizer, report, resolve_device, run_config,
+                                     train, trl_args)
+from tipping.training.pairs import check_messages
+
+
+def read_trajectories(path) -> list[dict]:
+    """Kept turns ({"messages": [..., assistant answer], ...}) as prompt/completion rows."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise InputError(f"{path}: holds no trajectories (did `tipping evolve filter` keep none?)")
+    out = []
+    for line, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or "messages" not in row:
+            raise InputError(f"{path} line {line}: missing field 'messages'")
+        messages = row["messages"]
+        check_messages(messages, f"{path} line {line} field 'messages'")
+        if messages[-1]["role"] != "assistant" or len(messages) < 2:
+            raise InputError(f"{path} line {line} field 'messages': must end with the assistant's answer "
+                             "after at least one prompt message")
+        out.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    return out
+
+
+def train_sft(model: str, data, out, params: SFTParams, *, device: str = "auto", init_adapter=None,
+              save_steps: int = 50) -> dict:
+    rows = read_trajectories(data)
+    tokenizer = load_tokenizer(model)
+    device = resolve_device(device)
+    args = trl_args(SFTConfig, params, device, out, save_steps, max_length=params.max_length,
+                    completion_only_loss=True)
+    config = run_config("sft", model, params, device, rows, data=data, init_adapter=init_adapter)
+
+    def make_trainer():
+        net, peft_config = load_model(model, device, params.lora, init_adapter)
+        return SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                          peft_config=peft_config)
+
+    return train(out, config, make_trainer, tokenizer)
+
+
+def finetune_command(args) -> int:
+    """`tipping evolve finetune`: --method sft on kept turns, or dpo on reward-ranked pairs."""
+    if args.method == "sft":
+        params = load_params(SFTParams, args, args.section or "sft")
+        result = train_sft(args.model, args.data, args.out, params, device=args.device,
+                           init_adapter=args.init_adapter, save_steps=args.save_steps)
+    else:
+        from tipping.training.dpo import train_dpo
+
+        params = load_params(DPOParams, args, args.section or "dpo")
+        result = train_dpo(args.model, args.data, args.out, params, device=args.device,
+                           init_adapter=args.init_adapter, save_steps=args.save_steps)
+    report(result, args.out)
+    return 0
