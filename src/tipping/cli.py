@@ -54,6 +54,9 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-new-tokens", type=int, default=None)
     g.add_argument("--enable-thinking", choices=("true", "false"), default=None,
                    help="passed to chat templates that know it (Qwen3)")
+    g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="weights of local engines (default: bf16 on GPU, fp32 on CPU)")
+    g.add_argument("--max-model-len", type=int, default=None, help="vLLM context length (default 4096)")
     g.add_argument("--batch-size", type=int, default=64, help="turns per backend call")
     g.add_argument("--cache-dir", default=None, help="response cache (default: OUT/cache)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

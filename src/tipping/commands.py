@@ -50,9 +50,14 @@ def parse_tags(pairs: list[str]) -> dict[str, str]:
     return tags
 
 
+def policy_from_args(args) -> Policy:
+    """The --policy with the engine flags every policy-taking command shares."""
+    return load_policy(args.policy, dtype=args.dtype, max_model_len=args.max_model_len)
+
+
 def _execute(args, testbed: str, episodes, config: dict) -> int:
     config["tags"] = parse_tags(args.tag)
-    policy = load_policy(args.policy)
+    policy = policy_from_args(args)
     try:
         sampling = resolve_sampling(policy, args)
         execute(episodes, policy, decision=args.decision, sampling=sampling, out=Path(args.out),

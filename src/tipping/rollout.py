@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from tipping.cache import ResponseCache
 from tipping.policies.base import Policy, Sampling
-from tipping.testbeds.base import Turn, canonical_answer
+from tipping.testbeds.base import Turn, canonical_answer, clean_text
 
 Decision = Literal["generate", "choice"]
 DECISIONS = ("generate", "choice")
@@ -45,12 +45,6 @@ class RolloutStats:
         d = asdict(self)
         d["turns_per_s"] = round(self.turns / self.wall_s, 3) if self.wall_s else None
         return d
-
-
-def clean_text(text: str) -> str:
-    """Model text as valid UTF-8: a backend may hand back lone surrogates from broken bytes,
-    which no JSON file or hash can hold."""
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def choice_probability(aligned: float, deviant: float, temperature: float) -> float:

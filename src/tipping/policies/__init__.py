@@ -29,9 +29,12 @@ def split_spec(spec: str) -> tuple[str, str, str | None]:
     return backend, rest, None
 
 
-def load_policy(spec: str, **options) -> Policy:
-    """Build the policy a spec names. Heavy backends are imported only when asked for."""
+def load_policy(spec: str, *, dtype: str | None = None, max_model_len: int | None = None) -> Policy:
+    """Build the policy a spec names. Heavy backends are imported only when asked for.
+    `dtype` applies to local engines (default: bf16 on GPU, fp32 on CPU for transformers);
+    `max_model_len` to vLLM."""
     backend, target, adapter = split_spec(spec)
+    local = {"dtype": dtype} if dtype else {}
     if backend == "scripted":
         from tipping.policies.scripted import ScriptedPolicy
 
@@ -39,14 +42,14 @@ def load_policy(spec: str, **options) -> Policy:
     if backend == "transformers":
         from tipping.policies.hf import TransformersPolicy
 
-        return TransformersPolicy(target, adapter=adapter, **options)
+        return TransformersPolicy(target, adapter=adapter, **local)
     if backend == "vllm":
         from tipping.policies.vllm_backend import VLLMPolicy
 
-        return VLLMPolicy(target, adapter=adapter, **options)
+        return VLLMPolicy(target, adapter=adapter, **local, **({"max_model_len": max_model_len} if max_model_len else {}))
     base_url, sep, model = target.rpartition("#")
     if not sep or not base_url or not model:
         raise InputError(f"--policy {spec!r}: expected openai:BASE_URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#smollm2")
     from tipping.policies.openai_backend import OpenAIPolicy
 
-    return OpenAIPolicy(base_url, model, **options)
+    return OpenAIPolicy(base_url, model)

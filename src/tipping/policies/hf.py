@@ -24,7 +24,7 @@ from typing import Sequence
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
 from tipping.policies.models import WEIGHT_PATTERNS, sampling_defaults, validate_model_dir
-from tipping.testbeds.base import Turn, canonical_answer
+from tipping.testbeds.base import Turn, canonical_answer, clean_text
 
 ADAPTER_CONFIG = "adapter_config.json"
 _SENTINEL = "\x00tipping-sentinel\x00"
@@ -74,11 +74,6 @@ def policy_id(backend: str, model: str, adapter: str | None, *extra: str) -> str
     if adapter:
         text += f"+{Path(adapter).name}@{adapter_fingerprint(adapter)[:12]}"
     return "/".join((text, *extra))
-
-
-def clean_text(text: str) -> str:
-    """Lone surrogates (from bad input files) would crash the tokenizer: replace them."""
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 class ChatTokenizer:

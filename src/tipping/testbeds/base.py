@@ -47,6 +47,12 @@ def canonical_answer(label: str) -> str:
     return json.dumps({"choice": label}, ensure_ascii=False)
 
 
+def clean_text(text: str) -> str:
+    """Text as valid UTF-8: lone surrogates (broken bytes from a backend or an input file) can be
+    neither tokenized nor written to JSON; they become U+FFFD-like replacements."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 

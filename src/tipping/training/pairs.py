@@ -170,13 +170,12 @@ def read_pairs(path) -> list[dict]:
 
 def pairs_command(args) -> int:
     from tipping.cache import ResponseCache
-    from tipping.commands import parse_tags, resolve_sampling
-    from tipping.policies import load_policy
+    from tipping.commands import parse_tags, policy_from_args, resolve_sampling
 
     if args.tries < 1:
         raise InputError(f"--tries must be >= 1, got {args.tries}")
     prompts = load_prompts(args.items, seed=args.seed)[: args.limit]
-    policy = load_policy(args.policy)
+    policy = policy_from_args(args)
     try:
         sampling = resolve_sampling(policy, args)
         cache = ResponseCache(Path(args.cache_dir) if args.cache_dir else Path(args.out).with_suffix(".cache"))
