@@ -113,3 +113,282 @@ def parse_section(model: type[BaseModel], data: dict, source: str):
         return model.model_validate(data)
     except ValidationError as exc:
         raise InputError(validation_message(source, exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment: every section of params.yaml (and of its overlays config/demo.yaml, config/ci.yaml).
+# Snakemake merges the config files, the Snakefile validates the result once with `Params.load`
+# before building the DAG; a bad value stops the run with one line naming the field.
+# ---------------------------------------------------------------------------------------------
+
+MODEL_NAMES = ("smollm2-135m-instruct", "tiny-qwen3", "qwen3-8b", "llama-3.1-8b-instruct")
+DEFENCES = ("none", "dpo", "grpo")
+TESTBEDS = ("single", "multi")
+CONDITIONS = ("treatment", "control_no_feedback", "control_supervised")
+FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
+           "payoff_ratio", "invalid_rate")
+TRAINING_SECTIONS = ("dpo", "grpo", "sft")
+# what each testbed trains on (alignment pairs / GRPO prompts) by default
+TRAIN_SPLITS = {"single": "single-train", "multi": "multi-train"}
+
+ModelName = Literal["smollm2-135m-instruct", "tiny-qwen3", "qwen3-8b", "llama-3.1-8b-instruct"]
+DefenceName = Literal["none", "dpo", "grpo"]
+TestbedName = Literal["single", "multi"]
+ConditionName = Literal["treatment", "control_no_feedback", "control_supervised"]
+FigureName = Literal["single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
+                     "payoff_ratio", "invalid_rate"]
+
+
+class SamplingParams(_Section):
+    """Sampling of one model (the paper's generation_config values)."""
+
+    temperature: float = Field(ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1)
+    enable_thinking: bool | None = None  # Qwen3 chat template switch; None = the template's default
+    max_new_tokens: int = Field(ge=1)
+
+
+class ModelSettings(_Section):
+    backend: Literal["transformers", "vllm"] = "transformers"
+    decision: Literal["generate", "choice"]
+    sampling: SamplingParams
+    batch_size: int = Field(64, ge=1)  # turns per backend call
+
+
+class SingleParams(_Section):
+    """Self-Interested Exploration, evaluated with the paper's protocol."""
+
+    items: str = "single-test"
+    train_items: str = "single-train"
+    rounds: int = Field(6, ge=1)
+    window: int = Field(5, ge=0)
+    supervision: str = "all_unsupervised"
+    limit: int | None = Field(None, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)  # None = the model's sampling.max_new_tokens
+    conditions: list[ConditionName] = Field(default_factory=lambda: list(CONDITIONS), min_length=1)
+
+
+class MultiParams(_Section):
+    """Imitative Strategy Diffusion: the paper's threshold x reward-set grid."""
+
+    scenarios: str = "multi-games"
+    train_items: str = "multi-train"
+    agents: int = Field(8, ge=2)
+    rounds: int = Field(3, ge=1)
+    window: int = Field(3, ge=0)
+    thresholds: list[int] = Field(default_factory=lambda: [2, 4, 6, 8], min_length=1)
+    reward_sets: list[tuple[float, float, float]] = Field(default_factory=lambda: [(1.2, 1.0, 0.8)], min_length=1)
+    limit: int | None = Field(None, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)
+    conditions: list[Literal["treatment", "control_no_feedback"]] = Field(
+        default_factory=lambda: ["treatment", "control_no_feedback"], min_length=1)
+
+
+class AlignParams(_Section):
+    limit: int | None = Field(None, ge=1)  # preference pairs / GRPO prompts from the first N train items only
+
+
+class RolloutParams(_Section):
+    limit: int | None = Field(None, ge=1)  # play only the first N train items / games
+    seed_base: int = Field(1000, ge=0)  # rollout seed = seed_base + 1000 * replicate + evolution round
+
+
+class FilterParams(_Section):
+    rule: Literal["top_fraction"] = "top_fraction"
+    fraction: float = Field(0.5, gt=0, le=1)
+
+
+class FinetuneParams(_Section):
+    method: Literal["sft", "dpo"] = "sft"
+
+
+class EvolutionParams(_Section):
+    rounds: int = Field(3, ge=0)  # weight-level evolution rounds after round 0 (the aligned policy)
+    rollout: RolloutParams = RolloutParams()
+    filter: FilterParams = FilterParams()
+    finetune: FinetuneParams = FinetuneParams()
+
+
+class _Overrides(_Section):
+    """Per-model and per-testbed overrides of a training section (merged: section < testbed < model)."""
+
+    per_testbed: dict[TestbedName, dict] = Field(default_factory=dict)
+    per_model: dict[ModelName, dict] = Field(default_factory=dict)
+
+
+class DPOSection(DPOParams, _Overrides):
+    pass
+
+
+class GRPOSection(GRPOParams, _Overrides):
+    pass
+
+
+class SFTSection(SFTParams, _Overrides):
+    pass
+
+
+class ReportParams(_Section):
+    figures: list[FigureName] = Field(default_factory=lambda: list(FIGURES))
+    viewer: bool = True
+
+
+class RuntimeParams(_Section):
+    threads: int = Field(1, ge=1)  # per job (OMP/MKL threads; SLURM cpus-per-task)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class Params(BaseModel):
+    """params.yaml as a whole (after Snakemake merged the overlays)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    results: str = Field(min_length=1)
+    models: list[ModelName] = Field(min_length=1)
+    model_settings: dict[ModelName, ModelSettings]
+    defences: list[DefenceName] = Field(min_length=1)
+    testbeds: list[TestbedName] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    align: AlignParams = AlignParams()
+    evolution: EvolutionParams
+    single: SingleParams
+    multi: MultiParams
+    dpo: DPOSection
+    grpo: GRPOSection
+    sft: SFTSection
+    report: ReportParams = ReportParams()
+    runtime: RuntimeParams = RuntimeParams()
+    fail_once: bool = False  # tests only: a probe job fails on its first attempt (retries must recover)
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, data: dict, source: str = "params.yaml") -> "Params":
+        """Validate a merged config; any problem is one InputError line 'SOURCE: field a.b: ...'."""
+        params = parse_section(cls, data, source)
+        params._cross_check(source)
+        return params
+
+    @classmethod
+    def from_files(cls, *paths: str | Path, overrides: dict | None = None) -> "Params":
+        """params.yaml and its overlays, merged as Snakemake merges --configfile files."""
+        data: dict = {}
+        for path in paths:
+            data = _deep_merge(data, load_yaml(Path(path)))
+        data = _deep_merge(data, overrides or {})
+        return cls.load(data, "+".join(str(p) for p in paths) or "config")
+
+    def _cross_check(self, source: str) -> None:
+        from tipping.testbeds.single import SUPERVISION_PATTERNS
+
+        def fail(field: str, message: str):
+            raise InputError(f"{source}: field {field}: {message}")
+
+        for name in ("models", "defences", "testbeds", "seeds"):
+            values = getattr(self, name)
+            for i, v in enumerate(values):
+                if v in values[:i]:
+                    fail(f"{name}.{i}", f"{v!r} is listed twice")
+        for i, m in enumerate(self.models):
+            if m not in self.model_settings:
+                fail(f"models.{i}", f"model {m!r} has no entry in model_settings")
+        for i, s in enumerate(self.seeds):
+            if s < 0:
+                fail(f"seeds.{i}", f"seed {s} < 0")
+        if self.single.supervision not in SUPERVISION_PATTERNS:
+            fail("single.supervision", f"unknown supervision pattern {self.single.supervision!r}; "
+                                       f"expected one of {', '.join(SUPERVISION_PATTERNS)}")
+        for i, t in enumerate(self.multi.thresholds):
+            if t < 1:
+                fail(f"multi.thresholds.{i}", f"threshold {t} < 1")
+            if t > self.multi.agents:
+                fail(f"multi.thresholds.{i}", f"threshold {t} > agents {self.multi.agents}")
+        for i, rs in enumerate(self.multi.reward_sets):
+            if any(x <= 0 for x in rs):
+                fail(f"multi.reward_sets.{i}", f"reward factors must be > 0, got {list(rs)}")
+        for name in ("single", "multi"):
+            conds = getattr(self, name).conditions
+            for i, c in enumerate(conds):
+                if c in conds[:i]:
+                    fail(f"{name}.conditions.{i}", f"{c!r} is listed twice")
+        # resolve every training section now, so a bad override fails before any job
+        for section in TRAINING_SECTIONS:
+            for m in self.models:
+                for t in self.testbeds:
+                    try:
+                        self.training(section, m, t)
+                    except ValidationError as exc:
+                        err = exc.errors()[0]
+                        where_ = "per_model" if m in getattr(self, section).per_model else "per_testbed"
+                        fail(f"{section}.{where_}." + ".".join(str(x) for x in err["loc"]), err["msg"])
+
+    # -- resolved values used by the rules -------------------------------------------------
+    def training(self, section: str, model: str, testbed: str) -> dict:
+        """One training section with its per-testbed then per-model overrides applied (what
+        `--params FILE` of `align dpo|grpo` / `evolve finetune` reads, under the section's name)."""
+        sec = getattr(self, section)
+        base = sec.model_dump(mode="json", exclude={"per_model", "per_testbed"})
+        merged = _deep_merge(_deep_merge(base, sec.per_testbed.get(testbed, {})), sec.per_model.get(model, {}))
+        cls = {"dpo": DPOParams, "grpo": GRPOParams, "sft": SFTParams}[section]
+        return cls.model_validate(merged).model_dump(mode="json")
+
+    def sampling_args(self, model: str, testbed: str) -> list[str]:
+        ms = self.model_settings[model]
+        s = ms.sampling
+        max_new = getattr(self, testbed).max_new_tokens or s.max_new_tokens
+        args = ["--temperature", str(s.temperature), "--top-p", str(s.top_p), "--max-new-tokens", str(max_new)]
+        if s.top_k is not None:
+            args += ["--top-k", str(s.top_k)]
+        if s.enable_thinking is not None:
+            args += ["--enable-thinking", "true" if s.enable_thinking else "false"]
+        return args + ["--batch-size", str(ms.batch_size)]
+
+    def policy(self, model: str, model_dir: str, adapter: str | None) -> str:
+        spec = f"{self.model_settings[model].backend}:{model_dir}"
+        return f"{spec}@{adapter}" if adapter else spec
+
+    def condition_args(self, testbed: str, condition: str) -> list[str]:
+        """What a control changes: no reward lines in the history, or every round supervised."""
+        feedback = "none" if condition == "control_no_feedback" else "reward"
+        if testbed == "multi":
+            return ["--feedback", feedback]
+        supervision = "all_supervised" if condition == "control_supervised" else self.single.supervision
+        return ["--supervision", supervision, "--feedback", feedback]
+
+    def testbed_args(self, testbed: str, split: str | None = None, limit: int | None = None) -> list[str]:
+        """The `tipping run single|multi` arguments of the paper's protocol (items, rounds, grid)."""
+        if testbed == "single":
+            s = self.single
+            args = ["--items", split or s.items, "--rounds", str(s.rounds), "--window", str(s.window)]
+            limit = limit or s.limit
+        else:
+            m = self.multi
+            args = ["--scenarios", split or m.scenarios, "--agents", str(m.agents), "--rounds", str(m.rounds),
+                    "--window", str(m.window), "--thresholds", ",".join(map(str, m.thresholds))]
+            for rs in m.reward_sets:
+                args += ["--reward-sets", ",".join(f"{x:g}" for x in rs)]
+            limit = limit or m.limit
+        return args + (["--limit", str(limit)] if limit else [])
+
+    def eval_split(self, testbed: str) -> str:
+        return self.single.items if testbed == "single" else self.multi.scenarios
+
+    def train_split(self, testbed: str) -> str:
+        return self.single.train_items if testbed == "single" else self.multi.train_items
+
+    def rollout_split(self, testbed: str) -> str:
+        # single: the train jobs; multi: the games (multi-train holds one-shot items for alignment,
+        # not games), played with rollout seeds that no evaluation uses
+        return self.single.train_items if testbed == "single" else self.multi.scenarios
+
+    def rollout_seed(self, seed: int, round: int) -> int:
+        return self.evolution.rollout.seed_base + 1000 * int(seed) + int(round)
+
+    def conditions(self, testbed: str) -> list[str]:
+        return list(getattr(self, testbed).conditions)

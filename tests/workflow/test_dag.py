@@ -1,0 +1,121 @@
+"""The DAG as built from params.yaml (dry runs: no job runs, no model loads), lint, profiles, paths."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+from smk_helpers import ROOT, copy_workflow, dry_run_jobs, env, jobs_ran, snakemake
+
+from tipping import paths
+from tipping.config import Params
+
+ROUND_RULES = ("rollout_episodes", "score_rewards", "filter_trajectories", "finetune_policy", "evaluate_policy")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("dag"))
+
+
+def test_paper_dry_run_is_fast_and_has_every_round(workdir):
+    t0 = time.monotonic()
+    proc = snakemake(workdir, "-n", "all", timeout=60)
+    seconds = time.monotonic() - t0
+    print(f"\npaper DAG dry run: {seconds:.1f} s")
+    assert seconds < 10, f"dry run of the paper DAG took {seconds:.1f} s"
+    assert not (workdir / "results").exists()  # nothing ran, no model loaded
+    p = Params.from_files(ROOT / "params.yaml")
+    jobs = dry_run_jobs(proc.stdout + proc.stderr)
+    rounds = range(1, p.evolution.rounds + 1)
+    chains = [(m, d, t, str(s)) for m in p.models for d in p.defences for t in p.testbeds for s in p.seeds]
+    for rule in ROUND_RULES:
+        have = {(w["model"], w["defence"], w["testbed"], w["seed"], w["round"]) for w in jobs[rule]}
+        for chain in chains:
+            for r in rounds:
+                assert (*chain, str(r)) in have, f"{rule} has no job for {chain} round {r}"
+    # round 0 (the aligned policy) is evaluated too, and every evaluation comes with its controls
+    evals = {(w["model"], w["defence"], w["testbed"], w["seed"], w["round"], w["condition"]) for w in jobs["evaluate_policy"]}
+    for chain in chains:
+        for r in range(p.evolution.rounds + 1):
+            for c in p.conditions(chain[2]):
+                assert (*chain, str(r), c) in evals
+    assert {"control_no_feedback", "control_supervised"} <= {w["condition"] for w in jobs["evaluate_policy"]}
+    assert len(jobs["align_policy"]) == len(p.models) * 2 * len(p.testbeds)  # dpo and grpo
+    assert len(jobs["prepare_model"]) == len(p.models)
+    assert len(jobs["aggregate"]) == 1
+    assert {f"plot_{f}" for f in p.report.figures} <= set(jobs)
+
+
+def test_rounds_chain_adapters(workdir):
+    """Round r's rollout is played by round r-1's policy; its finetune continues r-1's adapter."""
+    proc = snakemake(workdir, "-n", "-p", "all", timeout=60)
+    text = proc.stdout + proc.stderr
+    r1 = "results/paper/adapters/qwen3-8b/dpo/single/s0/r1"
+    assert (f"--init-adapter {r1} --data results/paper/filtered/qwen3-8b/dpo/single/s0/r2/kept.jsonl" in text)
+    assert ("--init-adapter results/paper/align/qwen3-8b/dpo/single/adapter --data "
+            "results/paper/filtered/qwen3-8b/dpo/single/s0/r1/kept.jsonl") in text
+    assert f"--policy transformers:results/paper/models/qwen3-8b@{r1} --decision generate" in text
+    # defence none: round 1 starts from the base model (no adapter, no --init-adapter)
+    assert ("--model results/paper/models/llama-3.1-8b-instruct  --data "
+            "results/paper/filtered/llama-3.1-8b-instruct/none/multi/s2/r1/kept.jsonl") in text
+
+
+@pytest.mark.parametrize("overlay", [None, "config/demo.yaml", "config/ci.yaml"])
+def test_lint_clean(workdir, overlay):
+    proc = snakemake(workdir, "--lint", *(["--configfile", overlay] if overlay else []), timeout=60)
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("overlay", ["config/demo.yaml", "config/ci.yaml"])
+def test_overlay_dags(workdir, overlay):
+    proc = snakemake(workdir, "-n", "all", "--configfile", overlay, timeout=60)
+    jobs = dry_run_jobs(proc.stdout + proc.stderr)
+    p = Params.from_files(ROOT / "params.yaml", ROOT / overlay)
+    assert all(w["round"] in {str(r) for r in range(1, p.evolution.rounds + 1)} for w in jobs["finetune_policy"])
+    assert sum(len(v) for v in jobs.values()) < (40 if "ci" in overlay else 150)
+
+
+def test_slurm_profile_requests_gpus_and_scales_memory(workdir):
+    proc = snakemake(workdir, "-n", "--profile", str(ROOT / "workflow/profiles/slurm"), "all", timeout=60)
+    text = proc.stdout + proc.stderr
+    for rule in ("make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy"):
+        block = text[text.index(f"rule {rule}:"):]
+        resources = next(line for line in block.splitlines() if line.strip().startswith("resources:"))
+        assert "slurm_partition=gpu" in resources and "gpu=1" in resources, (rule, resources)
+    profile = (ROOT / "workflow/profiles/slurm/config.yaml").read_text()
+    assert re.search(r"retries: [1-9]", profile) and '"64000 * attempt"' in profile
+    assert jobs_ran(text)
+
+
+def test_make_setup_profile_links_resolve(workdir, tmp_path):
+    """install.sh (run by make setup) makes `snakemake --profile slurm` resolve by name."""
+    e = env() | {"XDG_CONFIG_HOME": str(tmp_path)}
+    subprocess.run(["bash", str(ROOT / "workflow/profiles/install.sh")], check=True, env=e)
+    for name in ("local", "slurm", "slurm-ci"):
+        assert (tmp_path / "snakemake" / name / "config.yaml").is_file()
+    proc = subprocess.run([str(ROOT / ".venv/bin/snakemake") if (ROOT / ".venv/bin/snakemake").exists() else "snakemake",
+                           "--profile", "slurm", "-n", "all"], cwd=workdir, env=e, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Using profile slurm" in proc.stdout + proc.stderr
+
+
+def test_paths_have_one_wildcard_order_and_no_timestamps():
+    order = list(paths.WILDCARDS)
+    for pattern in (paths.rollout_run("R"), paths.scored("R"), paths.kept("R"), paths.evolved_adapter("R"),
+                    paths.eval_run("R")):
+        found = re.findall(r"\{(\w+)\}", pattern)
+        assert found == [w for w in order if w in found], pattern
+    assert paths.eval_run("results/x", "m", "dpo", "single", 2, 3, "treatment") == \
+        "results/x/evals/m/dpo/single/s2/r3/treatment"
+    assert paths.policy_adapter("R", "m", "none", "single", 0, 0) is None
+    assert paths.policy_adapter("R", "m", "grpo", "multi", 0, 0) == paths.aligned_adapter("R", "m", "grpo", "multi")
+    assert paths.policy_adapter("R", "m", "none", "single", 1, 2) == paths.evolved_adapter("R", "m", "none", "single", 1, 2)
+    snakefile = (ROOT / "Snakefile").read_text()
+    assert "model / defence / testbed / seed / round / condition" in snakefile
+    rules = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    assert "{wildcards." not in rules  # wildcards reach shell commands through params only
+    assert "datetime" not in rules and "time.time" not in rules

@@ -1,0 +1,52 @@
+# The defence: none (the base model), dpo (LoRA-DPO on self-generated preference pairs) or grpo.
+
+
+rule make_preference_pairs:
+    input:
+        model=paths.model_dir(ROOT),
+    output:
+        paths.preference_pairs(ROOT),
+    params:
+        split=lambda wc: P.train_split(wc.testbed),
+        policy=lambda wc, input: P.policy(wc.model, input.model, None),
+        decision=lambda wc: P.model_settings[wc.model].decision,
+        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
+        limit=_args(["--limit", P.align.limit]) if P.align.limit else "",
+        seed=P.dpo.seed,
+        cache=lambda wc: paths.response_cache(ROOT, wc.model),
+    threads: P.runtime.threads
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "make_preference_pairs", "{model}_{testbed}"),
+    benchmark:
+        paths.benchmark(ROOT, "make_preference_pairs", "{model}_{testbed}")
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "python -m tipping align pairs --items {params.split} --policy {params.policy}"
+        " --decision {params.decision} {params.sampling} {params.limit} --seed {params.seed}"
+        " --cache-dir {params.cache} --no-progress --out {output} > {log} 2>&1"
+
+
+rule align_policy:
+    input:
+        unpack(align_inputs),
+    output:
+        directory(paths.aligned_adapter(ROOT)),
+    wildcard_constraints:
+        defence="dpo|grpo",
+    params:
+        method="{defence}",
+        data=align_data_args,
+        schedule=lambda wc: schedule_args(wc.defence, wc),
+    threads: P.runtime.threads
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "align_policy", "{model}_{defence}_{testbed}"),
+    benchmark:
+        paths.benchmark(ROOT, "align_policy", "{model}_{defence}_{testbed}")
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "python -m tipping align {params.method} --model {input.model} {params.data}"
+        " --params {input.params} {params.schedule} --out {output} > {log} 2>&1"

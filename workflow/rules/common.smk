@@ -1,0 +1,179 @@
+# Configuration check and helpers shared by the rules: which jobs exist, and the inputs /
+# arguments each job gets. Every value is read from P (tipping.config.Params, validated here once,
+# before the DAG is built) and reaches a shell command through `params:`; nothing here decides
+# anything scientific.
+
+import os
+import shlex
+
+from tipping import paths
+from tipping.config import Params
+from tipping.errors import InputError
+
+
+def _config_source():
+    """'params.yaml', or 'params.yaml+config/demo.yaml(+--config)' when overlays were merged."""
+    names = []
+    for f in workflow.configfiles:
+        rel = os.path.relpath(f)
+        if rel not in names:
+            names.append(rel)
+    names.sort(key=lambda f: f != "params.yaml")
+    if workflow.config_settings.config:
+        names.append("--config")
+    return "+".join(names) or "config"
+
+
+try:
+    P = Params.load(config, _config_source())
+except InputError as _exc:  # one line, before any job: "params.yaml: field multi.thresholds.3: ..."
+    raise SystemExit(str(_exc)) from None
+
+ROOT = P.results
+
+# Every shell command: strict bash, and a fixed hash seed, so that anything a step writes in
+# set/dict-hash order (e.g. PEFT's adapter_config.json target_modules) is the same in every run
+# and on every host (records must be byte-identical local vs SLURM).
+shell.prefix("set -euo pipefail; export PYTHONHASHSEED=0; ")
+
+# Rules run `python -m tipping` from the active venv (make setup); with `--sdm conda` Snakemake
+# builds this environment from the same pins instead. (Relative to the rule files.)
+TIPPING_ENV = "../envs/tipping.yaml"
+
+
+wildcard_constraints:
+    model="|".join(P.models),
+    defence="none|dpo|grpo",
+    testbed="single|multi",
+    seed=r"\d+",
+    round=r"\d+",
+    condition="treatment|control_no_feedback|control_supervised",
+    figure=r"[a-z_]+",
+    section="dpo|grpo|sft",
+
+
+def _args(*parts):
+    return shlex.join([str(x) for p in parts for x in p])
+
+
+def eval_rounds():
+    return range(P.evolution.rounds + 1)
+
+
+def all_eval_runs():
+    """Every evaluation run folder of the experiment, in config order (the tables' input order)."""
+    return [
+        paths.eval_run(ROOT, m, d, t, s, r, c)
+        for m in P.models
+        for d in P.defences
+        for t in P.testbeds
+        for s in P.seeds
+        for r in eval_rounds()
+        for c in P.conditions(t)
+    ]
+
+
+def final_targets():
+    targets = [paths.table(ROOT, name) for name in paths.TABLE_FILES]
+    targets += [paths.figure(ROOT, f, ext) for f in P.report.figures for ext in ("png", "pdf")]
+    if P.report.viewer:
+        targets.append(paths.viewer(ROOT))
+    return targets
+
+
+def policy_inputs(wc, round):
+    """Base model folder, plus the adapter that makes the policy of evolution round `round`."""
+    inputs = {"model": paths.model_dir(ROOT, wc.model)}
+    adapter = paths.policy_adapter(ROOT, wc.model, wc.defence, wc.testbed, wc.seed, round)
+    if adapter:
+        inputs["adapter"] = adapter
+    return inputs
+
+
+def policy_spec(wc, round):
+    adapter = paths.policy_adapter(ROOT, wc.model, wc.defence, wc.testbed, wc.seed, round)
+    return P.policy(wc.model, paths.model_dir(ROOT, wc.model), adapter)
+
+
+def run_tags(wc, round, condition, split, phase):
+    return _args(
+        [
+            f"--tag={k}={v}"
+            for k, v in (
+                ("model", wc.model),
+                ("defence", wc.defence),
+                ("evolution_round", round),
+                ("condition", condition),
+                ("replicate", wc.seed),
+                ("split", split),
+                ("phase", phase),
+            )
+        ]
+    )
+
+
+def schedule_args(section, wc):
+    """The schedule flags of a training command (the same values are in its --params file)."""
+    t = P.training(section, wc.model, wc.testbed)
+    args = ["--epochs", t["epochs"], "--lr", t["learning_rate"]]
+    if t["max_steps"] > 0:
+        args += ["--max-steps", t["max_steps"]]
+    return _args(args)
+
+
+def dirname_of(key):
+    """A params function: the folder of the named output (a run folder, the tables folder)."""
+    return lambda wc, output: os.path.dirname(output[key])
+
+
+def input_dirname(wc, input):
+    return os.path.dirname(input[0])
+
+
+def prev_round(wc):
+    return int(wc.round) - 1
+
+
+# -- align -----------------------------------------------------------------------------------
+
+
+def align_inputs(wc):
+    inputs = {
+        "model": paths.model_dir(ROOT, wc.model),
+        "params": paths.training_params(ROOT, wc.defence, wc.model, wc.testbed),
+    }
+    if wc.defence == "dpo":
+        inputs["pairs"] = paths.preference_pairs(ROOT, wc.model, wc.testbed)
+    return inputs
+
+
+def align_data_args(wc, input):
+    """dpo trains on the pairs; grpo plays the train split's items with the rule-based reward."""
+    if wc.defence == "dpo":
+        return _args(["--pairs", input.pairs])
+    limit = ["--limit", P.align.limit] if P.align.limit else []
+    return _args(["--items", P.train_split(wc.testbed)], limit)
+
+
+# -- evolve ----------------------------------------------------------------------------------
+
+
+def finetune_inputs(wc):
+    inputs = policy_inputs(wc, prev_round(wc))  # model, and the previous round's adapter (if any)
+    if "adapter" in inputs:
+        inputs["init_adapter"] = inputs.pop("adapter")
+    # sft: the kept turns; dpo: the reward-ranked pairs the filter wrote next to them
+    data = paths.ranked_pairs if P.evolution.finetune.method == "dpo" else paths.kept
+    inputs["data"] = data(ROOT, wc.model, wc.defence, wc.testbed, wc.seed, wc.round)
+    inputs["params"] = paths.training_params(ROOT, P.evolution.finetune.method, wc.model, wc.testbed)
+    return inputs
+
+
+def init_adapter_args(wc, input):
+    return _args(["--init-adapter", input.init_adapter]) if "init_adapter" in input.keys() else ""
+
+
+def training_params_yaml(wc):
+    import yaml
+
+    return yaml.safe_dump({wc.section: P.training(wc.section, wc.model, wc.testbed)}, sort_keys=True)

@@ -1,0 +1,32 @@
+# Evaluation of the policy of every evolution round (0 = the aligned policy) on the paper's
+# protocol: single = single-test, 6 rounds, window 5; multi = the threshold x reward-set grid.
+# Each condition (treatment and its controls) is its own run folder.
+
+
+rule evaluate_policy:
+    input:
+        unpack(lambda wc: policy_inputs(wc, wc.round)),
+    output:
+        **paths.run_files(paths.eval_run(ROOT)),
+    params:
+        testbed="{testbed}",
+        out=dirname_of("metrics"),
+        policy=lambda wc: policy_spec(wc, wc.round),
+        protocol=lambda wc: _args(P.testbed_args(wc.testbed), P.condition_args(wc.testbed, wc.condition)),
+        decision=lambda wc: P.model_settings[wc.model].decision,
+        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
+        seed="{seed}",
+        cache=lambda wc: paths.response_cache(ROOT, wc.model),
+        tags=lambda wc: run_tags(wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"),
+    threads: P.runtime.threads
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "evaluate_policy", paths.chain_stem() + "_{condition}"),
+    benchmark:
+        paths.benchmark(ROOT, "evaluate_policy", paths.chain_stem() + "_{condition}")
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
+        " --decision {params.decision} {params.sampling} --seed {params.seed}"
+        " --cache-dir {params.cache} --no-progress {params.tags} --out {params.out} > {log} 2>&1"

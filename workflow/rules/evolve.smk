@@ -1,0 +1,100 @@
+# Weight-level self-evolution, one set of nodes per round r >= 1:
+#   rollout_episodes (policy r-1 on the train split) -> score_rewards -> filter_trajectories
+#   -> finetune_policy (LoRA continued from round r-1's adapter) -> adapter of round r.
+
+
+rule rollout_episodes:
+    input:
+        unpack(lambda wc: policy_inputs(wc, prev_round(wc))),
+    output:
+        **paths.run_files(paths.rollout_run(ROOT)),
+    wildcard_constraints:
+        round=r"[1-9]\d*",
+    params:
+        testbed="{testbed}",
+        out=dirname_of("metrics"),
+        policy=lambda wc: policy_spec(wc, prev_round(wc)),
+        protocol=lambda wc: _args(
+            P.testbed_args(wc.testbed, split=P.rollout_split(wc.testbed), limit=P.evolution.rollout.limit),
+            P.condition_args(wc.testbed, "treatment"),
+        ),
+        decision=lambda wc: P.model_settings[wc.model].decision,
+        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
+        seed=lambda wc: P.rollout_seed(wc.seed, wc.round),
+        cache=lambda wc: paths.response_cache(ROOT, wc.model),
+        tags=lambda wc: run_tags(wc, prev_round(wc), "treatment", P.rollout_split(wc.testbed), "rollout"),
+    threads: P.runtime.threads
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "rollout_episodes", paths.chain_stem()),
+    benchmark:
+        paths.benchmark(ROOT, "rollout_episodes", paths.chain_stem())
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
+        " --decision {params.decision} {params.sampling} --seed {params.seed}"
+        " --cache-dir {params.cache} --no-progress {params.tags} --out {params.out} > {log} 2>&1"
+
+
+rule score_rewards:
+    input:
+        metrics=paths.run_file(paths.rollout_run(ROOT), "metrics.json"),
+        records=paths.run_file(paths.rollout_run(ROOT), "records.jsonl"),
+    output:
+        paths.scored(ROOT),
+    params:
+        run=input_dirname,
+    group:
+        "select"
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "score_rewards", paths.chain_stem()),
+    shell:
+        "python -m tipping evolve score --run {params.run} --out {output} > {log} 2>&1"
+
+
+rule filter_trajectories:
+    input:
+        paths.scored(ROOT),
+    output:
+        kept=paths.kept(ROOT),
+        **({"pairs": paths.ranked_pairs(ROOT)} if P.evolution.finetune.method == "dpo" else {}),
+    params:
+        rule=P.evolution.filter.rule,
+        fraction=P.evolution.filter.fraction,
+        pairs=lambda wc, output: _args(["--pairs-out", output.pairs]) if "pairs" in output.keys() else "",
+    group:
+        "select"
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "filter_trajectories", paths.chain_stem()),
+    shell:
+        "python -m tipping evolve filter --scored {input} --rule {params.rule} --fraction {params.fraction}"
+        " --out {output.kept} {params.pairs} > {log} 2>&1"
+
+
+rule finetune_policy:
+    input:
+        unpack(finetune_inputs),
+    output:
+        directory(paths.evolved_adapter(ROOT)),
+    wildcard_constraints:
+        round=r"[1-9]\d*",
+    params:
+        method=P.evolution.finetune.method,
+        init=init_adapter_args,
+        schedule=lambda wc: schedule_args(P.evolution.finetune.method, wc),
+    threads: P.runtime.threads
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "finetune_policy", paths.chain_stem()),
+    benchmark:
+        paths.benchmark(ROOT, "finetune_policy", paths.chain_stem())
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "python -m tipping evolve finetune --model {input.model} {params.init} --data {input.data}"
+        " --method {params.method} --params {input.params} {params.schedule} --out {output} > {log} 2>&1"
