@@ -44,7 +44,11 @@ demo: setup
 	@start=$$(date +%s); \
 	$(DEMO) --profile workflow/profiles/local all && \
 	$(DEMO) --report results/demo/report.html && \
-	echo "demo: done in $$(( $$(date +%s) - start )) s; open results/demo/report.html and results/demo/viewer/index.html"
+	echo "demo: done in $$(( $$(date +%s) - start )) s" && \
+	echo "  report:  results/demo/report.html" && \
+	echo "  viewer:  results/demo/viewer/index.html" && \
+	echo "  figures: $$(ls results/demo/figures/*.png | tr '\n' ' ')" && \
+	echo "  tables:  results/demo/tables/ (rates.md, effects.md, tipping_rounds.md, paper_comparison.md)"
 
 # Snakemake's linter over the paper DAG and both overlays (fails on any lint), plus the paper
 # DAG's dry run (validates params.yaml; no model is loaded).

@@ -9,6 +9,7 @@ otherwise; OUT.partial/ is removed once OUT is in place.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -189,6 +190,12 @@ def save(model, tokenizer, folder: Path) -> None:
     the full model, plus the tokenizer so the folder is self-contained."""
     model.save_pretrained(folder, **({"selected_adapters": ["default"]} if isinstance(model, PeftModel) else {}))
     tokenizer.save_pretrained(folder)
+    config = folder / "adapter_config.json"
+    if config.is_file():  # PEFT writes target_modules from a set: sort it, so equal runs give equal files
+        data = json.loads(config.read_text())
+        if isinstance(data.get("target_modules"), list):
+            data["target_modules"] = sorted(data["target_modules"])
+        atomic_write_text(config, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def merge(model: str, adapter, out) -> Path:
