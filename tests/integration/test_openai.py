@@ -3,6 +3,7 @@ and a scripted local server for the failure paths (retries, 500s, refused connec
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -67,12 +68,18 @@ class Scripted:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 scripted.paths.append(self.path)
                 status = scripted.statuses.pop(0) if len(scripted.statuses) > 1 else scripted.statuses[0]
+                if status == "slow":  # answers, but only after the client has given up
+                    time.sleep(1.0)
+                    status = 200
                 body = json.dumps(CHAT_OK if status == 200 else {"error": "scripted"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except BrokenPipeError:  # the client timed out and left
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -128,6 +135,15 @@ def test_connection_refused(scripted):
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     with pytest.raises(InputError, match=rf"server {url}/chat/completions could not be reached .* 3 times"):
         fast(url, retries=3).generate(make_turns(1), SHORT)
+
+
+def test_slow_server_times_out_retries_then_names_the_server(scripted):
+    server = scripted("slow", 200)
+    (completion,) = OpenAIPolicy(server.url, "m", backoff=0.01, timeout=0.3).generate(make_turns(1), SHORT)
+    assert completion.text == '{"choice": "comply"}'  # the timed-out try was retried
+    server = scripted("slow")
+    with pytest.raises(InputError, match=rf"server {server.url}/chat/completions could not be reached \(ReadTimeout"):
+        OpenAIPolicy(server.url, "m", backoff=0.01, timeout=0.3, retries=2).generate(make_turns(1), SHORT)
 
 
 def test_server_without_tokenize_cannot_score(scripted):
