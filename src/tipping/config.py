@@ -26,14 +26,12 @@ class LoraParams(_Section):
     target_modules: str | list[str] = "all-linear"
 
 
-class DPOParams(_Section):
-    """LLaMA-Factory LoRA-DPO settings of the paper (upstream-protocol.md §5.4)."""
+class ScheduleParams(_Section):
+    """What the DPO and SFT trainers share: the schedule, LoRA, the seed."""
 
-    beta: float = Field(0.1, gt=0)
-    loss_type: str = "sigmoid"
-    epochs: float = Field(12.0, gt=0)
+    epochs: float = Field(1.0, gt=0)
     max_steps: int = -1  # > 0 overrides epochs
-    learning_rate: float = Field(5e-6, gt=0)  # Qwen3; Llama-3.1 uses 1e-5 (params.yaml per model)
+    learning_rate: float = Field(1e-5, gt=0)
     batch_size: int = Field(1, ge=1)
     grad_accum: int = Field(8, ge=1)
     lr_scheduler: str = "cosine"
@@ -41,6 +39,16 @@ class DPOParams(_Section):
     max_length: int = Field(4096, ge=16)
     lora: LoraParams = LoraParams()
     seed: int = 0
+
+
+class DPOParams(ScheduleParams):
+    """LLaMA-Factory LoRA-DPO settings of the paper (upstream-protocol.md §5.4): batch 1 x 8
+    accumulation, cosine with 10% warmup, cutoff 4096, LoRA r 8 / alpha 16 on all linear layers."""
+
+    beta: float = Field(0.1, gt=0)
+    loss_type: str = "sigmoid"
+    epochs: float = Field(12.0, gt=0)
+    learning_rate: float = Field(5e-6, gt=0)  # Qwen3; Llama-3.1 uses 1e-5 (params.yaml per model)
 
 
 class GRPOParams(_Section):
@@ -67,22 +75,8 @@ class GRPOParams(_Section):
     seed: int = 42
 
 
-class SFTParams(_Section):
+class SFTParams(ScheduleParams):
     """Fine-tuning on kept high-reward trajectories (the weight-level self-evolution step)."""
-
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(1e-5, gt=0)
-    batch_size: int = Field(1, ge=1)
-    grad_accum: int = Field(8, ge=1)
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    max_length: int = Field(4096, ge=16)
-    lora: LoraParams = LoraParams()
-    seed: int = 0
-
-
-Device = Literal["auto", "cpu", "cuda"]
 
 
 def load_yaml(path: Path) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from datasets import Dataset
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -125,6 +126,21 @@ def run_config(method: str, model: str, params, device: str, rows: list, *, data
             "init_adapter": str(check_adapter(init_adapter)) if init_adapter else None,
             "data": str(data), "data_rows": len(rows), "data_sha256": sha256_json(rows), "device": device,
             "seed": params.seed, "params": params.model_dump(mode="json"), **extra}
+
+
+def fit(method: str, model: str, rows: list[dict], out, params, tokenizer, *, device: str, data,
+        config_class, trainer_class, lora: LoraParams | None, init_adapter=None, save_steps: int = 50,
+        config_fields: dict | None = None, trainer_fields: dict | None = None, **run_extra) -> dict:
+    """One TRL training run into OUT: the config, the (resumable) trainer, the output contract."""
+    args = trl_args(config_class, params, device, out, save_steps, **(config_fields or {}))
+    config = run_config(method, model, params, device, rows, data=data, init_adapter=init_adapter, **run_extra)
+
+    def make_trainer():
+        net, peft_config = load_model(model, device, lora, init_adapter)
+        return trainer_class(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                             peft_config=peft_config, **(trainer_fields or {}))
+
+    return train(out, config, make_trainer, tokenizer)
 
 
 def work_dir(out) -> Path:

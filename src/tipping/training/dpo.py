@@ -8,30 +8,20 @@ a frozen copy of it. Also the `--method dpo` step of weight-level self-evolution
 
 from __future__ import annotations
 
-from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from tipping.config import DPOParams
-from tipping.training.common import (load_model, load_params, load_tokenizer, report, resolve_device, run_config,
-                                     train, trl_args)
+from tipping.training.common import fit, load_params, load_tokenizer, report, resolve_device
 from tipping.training.pairs import PAIR_FIELDS, read_pairs
 
 
 def train_dpo(model: str, pairs, out, params: DPOParams, *, device: str = "auto", init_adapter=None,
               save_steps: int = 50) -> dict:
     rows = [{k: r[k] for k in PAIR_FIELDS} for r in read_pairs(pairs)]  # metadata columns stay out of TRL
-    tokenizer = load_tokenizer(model)
-    device = resolve_device(device)
-    args = trl_args(DPOConfig, params, device, out, save_steps, beta=params.beta, loss_type=[params.loss_type],
-                    max_length=params.max_length)
-    config = run_config("dpo", model, params, device, rows, data=pairs, init_adapter=init_adapter)
-
-    def make_trainer():
-        net, peft_config = load_model(model, device, params.lora, init_adapter)
-        return DPOTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          peft_config=peft_config)
-
-    return train(out, config, make_trainer, tokenizer)
+    return fit("dpo", model, rows, out, params, load_tokenizer(model), device=resolve_device(device), data=pairs,
+               config_class=DPOConfig, trainer_class=DPOTrainer, lora=params.lora, init_adapter=init_adapter,
+               save_steps=save_steps, config_fields={"beta": params.beta, "loss_type": [params.loss_type],
+                                                     "max_length": params.max_length})
 
 
 def dpo_command(args) -> int:

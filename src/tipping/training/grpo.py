@@ -9,14 +9,12 @@ contradicts the reward (§8.1 defect 12), we do not.
 
 from __future__ import annotations
 
-from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from tipping.config import GRPOParams
 from tipping.errors import InputError
 from tipping.testbeds.parsing import ParserMode
-from tipping.training.common import (load_model, load_params, load_tokenizer, report, resolve_device, run_config,
-                                     train, trl_args)
+from tipping.training.common import fit, load_params, load_tokenizer, report, resolve_device
 from tipping.training.pairs import Prompt, load_prompts
 from tipping.training.rewards import ChoiceReward
 
@@ -45,19 +43,16 @@ def train_grpo(model: str, prompts: list[Prompt], out, params: GRPOParams, *, de
     rows = [{"prompt": list(p.messages), **p.meta()} for p in prompts]
     tokenizer = load_tokenizer(model)
     check_prompt_lengths(rows, tokenizer, params.max_prompt_length)
-    args = trl_args(GRPOConfig, params, device, out, save_steps, num_generations=params.num_generations,
-                    beta=params.beta, epsilon=params.epsilon, loss_type=params.loss_type,
-                    scale_rewards=params.scale_rewards, max_completion_length=params.max_completion_length,
-                    temperature=params.temperature, use_vllm=params.use_vllm,
-                    remove_unused_columns=False)  # the reward reads the label columns
-    config = run_config("grpo", model, params, device, rows, data=items, init_adapter=init_adapter, parser=parser)
-
-    def make_trainer():
-        net, peft_config = load_model(model, device, None if params.full_parameter else params.lora, init_adapter)
-        return GRPOTrainer(model=net, reward_funcs=ChoiceReward(params.rewards, parser), args=args,
-                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=peft_config)
-
-    return train(out, config, make_trainer, tokenizer)
+    return fit("grpo", model, rows, out, params, tokenizer, device=device, data=items, config_class=GRPOConfig,
+               trainer_class=GRPOTrainer, lora=None if params.full_parameter else params.lora,
+               init_adapter=init_adapter, save_steps=save_steps, parser=parser,
+               config_fields={"num_generations": params.num_generations, "beta": params.beta,
+                              "epsilon": params.epsilon, "loss_type": params.loss_type,
+                              "scale_rewards": params.scale_rewards,
+                              "max_completion_length": params.max_completion_length,
+                              "temperature": params.temperature, "use_vllm": params.use_vllm,
+                              "remove_unused_columns": False},  # the reward reads the label columns
+               trainer_fields={"reward_funcs": ChoiceReward(params.rewards, parser)})
 
 
 def grpo_command(args) -> int:

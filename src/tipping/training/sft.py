@@ -9,14 +9,12 @@ works with any chat template, unlike assistant masks that need {% generation %} 
 
 from __future__ import annotations
 
-from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from tipping.config import DPOParams, SFTParams
 from tipping.errors import InputError
 from tipping.outputs import read_jsonl
-from tipping.training.common import (load_model, load_params, load_tokenizer, report, resolve_device, run_config,
-                                     train, trl_args)
+from tipping.training.common import fit, load_params, load_tokenizer, report, resolve_device
 from tipping.training.pairs import check_messages
 
 
@@ -40,19 +38,10 @@ def read_trajectories(path) -> list[dict]:
 
 def train_sft(model: str, data, out, params: SFTParams, *, device: str = "auto", init_adapter=None,
               save_steps: int = 50) -> dict:
-    rows = read_trajectories(data)
-    tokenizer = load_tokenizer(model)
-    device = resolve_device(device)
-    args = trl_args(SFTConfig, params, device, out, save_steps, max_length=params.max_length,
-                    completion_only_loss=True)
-    config = run_config("sft", model, params, device, rows, data=data, init_adapter=init_adapter)
-
-    def make_trainer():
-        net, peft_config = load_model(model, device, params.lora, init_adapter)
-        return SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                          peft_config=peft_config)
-
-    return train(out, config, make_trainer, tokenizer)
+    return fit("sft", model, read_trajectories(data), out, params, load_tokenizer(model), device=resolve_device(device),
+               data=data, config_class=SFTConfig, trainer_class=SFTTrainer, lora=params.lora,
+               init_adapter=init_adapter, save_steps=save_steps,
+               config_fields={"max_length": params.max_length, "completion_only_loss": True})
 
 
 def finetune_command(args) -> int:
