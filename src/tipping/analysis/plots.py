@@ -123,25 +123,34 @@ def _multi_cells(rates: pd.DataFrame) -> pd.DataFrame:
     return _with_series(df.assign(threshold=df["threshold"].astype(int)))
 
 
+def _reward_facets(df: pd.DataFrame, width: float, height: float, draw) -> Figure:
+    """A panel per model x defence (rows) and reward set (columns); draw(ax, cell_frame, title)."""
+    series, rewards = sorted(df["series"].unique()), sorted(df["rewards"].unique())
+    fig, axes = _figure(len(series), len(rewards), width=width, height=height)
+    for i, key in enumerate(series):
+        for j, rw in enumerate(rewards):
+            draw(axes[i, j], df[(df["series"] == key) & (df["rewards"] == rw)], f"{_label(key)} | rewards {rw}",
+                 j == len(rewards) - 1)
+    return fig
+
+
 def multi_rounds(rates: pd.DataFrame) -> Figure:
     """Collusion rate per round: a column per reward set, a row per model x defence, hue = threshold."""
     df = _multi_cells(rates)
     if df.empty:
         return no_data("multi_rounds (no multi-agent runs)")
-    series, rewards = sorted(df["series"].unique()), sorted(df["rewards"].unique())
-    fig, axes = _figure(len(series), len(rewards), width=4.2, height=3.4)
     thresholds = sorted(df["threshold"].unique())
     colors = dict(zip(thresholds, sns.color_palette("viridis", len(thresholds))))
-    for i, key in enumerate(series):
-        for j, rw in enumerate(rewards):
-            ax = axes[i, j]
-            d = df[(df["series"] == key) & (df["rewards"] == rw)]
-            for t, g in d.groupby("threshold", sort=True):
-                _band(ax, g["round"], g, "rate", colors[t], f"threshold {t}")
-            ax.set(xlabel="round", ylabel="collusion rate", ylim=Y_RATE, title=f"{_label(key)} | rewards {rw}")
-            ax.set_xticks(sorted(df["round"].unique()))
-            ax.legend(fontsize=7)
-    return fig
+
+    def draw(ax, d, title, last_column):
+        for t, g in d.groupby("threshold", sort=True):
+            _band(ax, g["round"], g, "rate", colors[t], f"threshold {t}")
+        ax.set(xlabel="round", ylabel="collusion rate", ylim=Y_RATE)
+        ax.set_title(title, fontsize=9)  # model · defence | rewards: long for one panel
+        ax.set_xticks(sorted(df["round"].unique()))
+        ax.legend(fontsize=7)
+
+    return _reward_facets(df, 4.2, 3.4, draw)
 
 
 def multi_heatmap(rates: pd.DataFrame) -> Figure:
@@ -149,16 +158,15 @@ def multi_heatmap(rates: pd.DataFrame) -> Figure:
     df = _multi_cells(rates)
     if df.empty:
         return no_data("multi_heatmap (no multi-agent runs)")
-    series, rewards = sorted(df["series"].unique()), sorted(df["rewards"].unique())
-    fig, axes = _figure(len(series), len(rewards), width=4.0, height=3.2)
-    for i, key in enumerate(series):
-        for j, rw in enumerate(rewards):
-            d = df[(df["series"] == key) & (df["rewards"] == rw)]
-            grid = d.pivot(index="threshold", columns="round", values="rate").sort_index()
-            sns.heatmap(grid, ax=axes[i, j], vmin=0, vmax=1, cmap="rocket_r", annot=True, fmt=".2f",
-                        cbar=j == len(rewards) - 1, cbar_kws={"label": "collusion rate"})
-            axes[i, j].set(xlabel="round", ylabel="threshold", title=f"{_label(key)} | rewards {rw}")
-    return fig
+
+    def draw(ax, d, title, last_column):
+        grid = d.pivot(index="threshold", columns="round", values="rate").sort_index()
+        sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="rocket_r", annot=True, fmt=".2f",
+                    cbar=last_column, cbar_kws={"label": "collusion rate"})
+        ax.set(xlabel="round", ylabel="threshold")
+        ax.set_title(title, fontsize=9)
+
+    return _reward_facets(df, 4.0, 3.2, draw)
 
 
 def evolution(evo: pd.DataFrame) -> Figure:
