@@ -78,9 +78,12 @@ def _with_series(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(series=df[SERIES + extra].astype(str).apply(tuple, axis=1) if len(df) else None)
 
 
+CONTROL_STYLES = {"control_no_feedback": "--", "control_supervised": ":"}
+
+
 def single_rounds(rates: pd.DataFrame) -> Figure:
     """Violation rate per in-context round, one line per model x defence, 95% CI bands;
-    matched control runs dashed in the same colour."""
+    matched control runs dashed (no feedback) or dotted (supervised) in the same colour."""
     df = _with_series(_in_context(rates, "single"))
     if df.empty:
         return no_data("single_rounds (no single-agent runs)")
@@ -90,7 +93,7 @@ def single_rounds(rates: pd.DataFrame) -> Figure:
     for (key, condition), g in df.groupby(["series", "condition"], sort=True):
         control = condition != TREATMENT
         _band(ax, g["round"], g, "rate", colors[key], _label(key) + (f" ({condition})" if control else ""),
-              "--" if control else "-")
+              CONTROL_STYLES.get(condition, "--") if control else "-")
     ax.set(xlabel="in-context round", ylabel="violation rate (valid answers)", ylim=Y_RATE,
            title=f"Single agent, evolution round {df['evolution_round'].min()}")
     ax.set_xticks(sorted(df["round"].unique()))
