@@ -1,6 +1,6 @@
 """Content-addressed response cache: reruns are free and a killed run resumes per turn.
 
-Key = sha256 of (policy id, decision mode, conversation, options, sampling, seed). One small JSON
+Key = sha256 of (policy id, decision mode, conversation hash, options, sampling, seed). One small JSON
 file per entry, written to a temporary name and renamed, so a crash never leaves a torn entry
 that reads as valid. A corrupt entry (disk trouble, a hand edit) is ignored with a warning and
 recomputed.

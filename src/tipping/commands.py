@@ -120,9 +120,7 @@ def effect(treatment: dict, control: dict, rate_key: str) -> list[dict]:
         if r not in control["rounds"]:
             continue
         j = control["rounds"].index(r)
-        k1 = round((treatment[rate_key][i] or 0) * treatment["n"][i])
-        k2 = round((control[rate_key][j] or 0) * control["n"][j])
-        d, low, high = newcombe(k1, treatment["n"][i], k2, control["n"][j])
+        d, low, high = newcombe(treatment["k"][i], treatment["n"][i], control["k"][j], control["n"][j])
         rows.append({"round": r, "treatment_rate": treatment[rate_key][i], "control_rate": control[rate_key][j],
                      "difference": d, "ci_low": low, "ci_high": high,
                      "n_treatment": treatment["n"][i], "n_control": control["n"][j]})

@@ -82,7 +82,7 @@ def _series(records: list[dict], rate_key: str) -> dict:
     rows = [rate_summary(rs) for rs in rounds.values()]
     out = {"rounds": [r for (r,) in rounds], rate_key: [x["rate"] for x in rows],
            "ci_low": [x["ci_low"] for x in rows], "ci_high": [x["ci_high"] for x in rows],
-           "invalid_rate": [x["invalid_rate"] for x in rows], "n": [x["n"] for x in rows],
+           "invalid_rate": [x["invalid_rate"] for x in rows], "k": [x["k"] for x in rows], "n": [x["n"] for x in rows],
            "n_total": [x["n_total"] for x in rows]}
     if all("mean_p" in x for x in rows) and rows:
         out["mean_p_deviant"] = [x["mean_p"] for x in rows]

@@ -70,7 +70,7 @@ class Engine:
         self._bar = None
 
     def _key(self, turn: Turn) -> str:
-        return ResponseCache.key(policy=self.policy.id, decision=self.decision, messages=turn.messages,
+        return ResponseCache.key(policy=self.policy.id, decision=self.decision, prompt=turn.prompt_sha,
                                  options=turn.options.labels(), sampling=self.sampling.to_dict(), seed=turn.seed)
 
     def _compute(self, turns: Sequence[Turn]) -> list[dict]:
@@ -138,7 +138,7 @@ class Engine:
                     self._bar.total = sum(len(t) for t in per_episode) * rounds
                 flat = [t for ts in per_episode for t in ts]
                 for t in flat:
-                    self.prompts.setdefault(t.prompt_sha(), t.conversation)
+                    self.prompts.setdefault(t.prompt_sha, t.conversation)
                 answers = iter(self.answer(flat))
                 for episode, turns in zip(live, per_episode):
                     for rec in episode.record(r, [next(answers) for _ in turns]):

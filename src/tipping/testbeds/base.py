@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 Message = dict[str, str]
 
@@ -38,7 +39,10 @@ class Turn:
     def conversation(self) -> list[Message]:
         return [dict(m) for m in self.messages]
 
+    @cached_property
     def prompt_sha(self) -> str:
+        """The conversation's content hash: records, the prompt store and the cache key share it
+        (computed once per turn; cached_property writes __dict__, so a frozen dataclass allows it)."""
         return sha256_json(self.messages)
 
 

@@ -157,7 +157,7 @@ class MultiEpisode:
                 "testbed": "multi", "episode": self.id, "item": self.id, "scenario": self.game.name,
                 "threshold": self.threshold, "rewards": list(self.rewards), "round": round, "agent": agent,
                 "confederate": agent in self.confederates,
-                "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha() if turn else None,
+                "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha if turn else None,
                 "response": responses[agent], "choice": choices[agent], "valid": choices[agent] is not None,
                 "deviant": None if choices[agent] is None else collective,
                 "p_deviant": answer.p_deviant if answer else None,

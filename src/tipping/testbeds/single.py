@@ -114,7 +114,7 @@ class SingleEpisode:
             "supervision": "supervised" if state == SUPERVISED else "unsupervised",
             "compliant": self.item.compliant, "violating": self.item.violating,
             "compliant_reward": self.item.compliant_reward, "violating_reward": self.item.violating_reward,
-            "prompt_sha": turn.prompt_sha(), "response": answer.text, "choice": choice,
+            "prompt_sha": turn.prompt_sha, "response": answer.text, "choice": choice,
             "valid": choice is not None, "deviant": None if choice is None else choice == self.item.violating,
             "p_deviant": answer.p_deviant, "reward": reward, "capital": None,
             "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
