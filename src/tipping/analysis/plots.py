@@ -237,7 +237,8 @@ def payoff_ratio(payoff: pd.DataFrame) -> Figure:
     colors = _colors(series)
     for i, (key, g) in enumerate(df.groupby("series", sort=True)):
         x = [position[b] + 0.12 * (i - (len(series) - 1) / 2) for b in zip(g["ratio_low"], g["ratio_high"])]  # dodge
-        ax.errorbar(x, g["rate"], yerr=[g["rate"] - g["cluster_ci_low"], g["cluster_ci_high"] - g["rate"]],
+        yerr = np.vstack([g["rate"] - g["cluster_ci_low"], g["cluster_ci_high"] - g["rate"]])  # (2, n): below, above
+        ax.errorbar(x, g["rate"].to_numpy(), yerr=yerr,
                     fmt="o", markersize=4, capsize=2, color=colors[key], label=_label(key))
     ax.set_xticks(range(len(bins)), [f"≥{lo:g}" if hi == np.inf else f"<{hi:g}" if lo == 0 else f"{lo:g}–{hi:g}"
                                      for lo, hi in bins])
