@@ -107,7 +107,8 @@ def _add_run(sub) -> None:
 
 def _add_compare(sub) -> None:
     c = _command(sub, "compare", "tipping.commands:compare",
-                 "the tipping effect: per-round rate difference treatment - control with a Newcombe 95%% interval")
+                 "the tipping effect: per-round paired difference treatment - control (same items and "
+                 "seeds) with a 95%% interval and a McNemar p-value")
     c.add_argument("treatment")
     c.add_argument("control")
     c.add_argument("--out", required=True, help="folder for effect.json")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tipping import scenarios
 from tipping.errors import InputError
-from tipping.metrics import newcombe
-from tipping.outputs import write_json
+from tipping.metrics import METHODS, paired_difference
+from tipping.outputs import read_jsonl, write_json
 from tipping.policies import Policy, Sampling, load_policy
 from tipping.runs import execute, multi_episodes, single_episodes
 from tipping.testbeds.multi import MultiSettings
@@ -102,46 +102,63 @@ def run_multi(args) -> int:
                      "reward_sets": reward_sets, "seed": args.seed, **asdict(settings)})
 
 
-def _load_metrics(folder: str) -> tuple[dict, dict]:
-    path = Path(folder) / "metrics.json"
+SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision, option order may differ
+    "single": ("items", "items_seed", "n_items", "seed", "rounds", "window", "policy"),
+    "multi": ("scenarios", "games", "items_seed", "thresholds", "reward_sets", "agents", "seed", "rounds", "window",
+              "policy"),
+}
+
+
+def _load_run(folder: str) -> tuple[dict, list[dict]]:
+    folder = Path(folder)
+    for name in ("run.json", "records.jsonl", "metrics.json"):  # metrics.json is written last
+        if not (folder / name).is_file():
+            raise InputError(f"{folder / name}: not found; is {folder} a finished `tipping run` folder?")
     try:
-        data = json.loads(path.read_text())
-        config = json.loads((Path(folder) / "run.json").read_text())["config"]
-    except FileNotFoundError as exc:
-        raise InputError(f"{exc.filename}: not found; is {folder} a finished `tipping run` folder?") from None
+        config = json.loads((folder / "run.json").read_text())["config"]
     except (ValueError, KeyError) as exc:
-        raise InputError(f"{path}: unreadable run output ({exc})") from None
-    return data, config
+        raise InputError(f"{folder / 'run.json'}: unreadable run output ({exc})") from None
+    return config, [r for r in read_jsonl(folder / "records.jsonl") if not r.get("confederate")]
 
 
-def effect(treatment: dict, control: dict, rate_key: str) -> list[dict]:
-    rows = []
-    for i, r in enumerate(treatment["rounds"]):
-        if r not in control["rounds"]:
-            continue
-        j = control["rounds"].index(r)
-        d, low, high = newcombe(treatment["k"][i], treatment["n"][i], control["k"][j], control["n"][j])
-        rows.append({"round": r, "treatment_rate": treatment[rate_key][i], "control_rate": control[rate_key][j],
-                     "difference": d, "ci_low": low, "ci_high": high,
-                     "n_treatment": treatment["n"][i], "n_control": control["n"][j]})
-    return rows
+def _turn(r: dict) -> tuple:
+    return r["episode"], r["agent"], r["round"]
+
+
+def effect(treatment: list[dict], control: list[dict]) -> list[dict]:
+    """Per round: metrics.paired_difference over the turns both runs answered validly at the same
+    (episode, agent, round)."""
+    paired = {_turn(r): r for r in control}
+    by_round = {r["round"]: [] for r in treatment}
+    for r in treatment:
+        other = paired[_turn(r)]
+        if r["valid"] and other["valid"]:
+            by_round[r["round"]].append((r["episode"], r["deviant"], other["deviant"]))
+    return [{"round": k, **paired_difference(*(list(zip(*pairs)) or ([], [], [])))}
+            for k, pairs in sorted(by_round.items())]
 
 
 def compare(args) -> int:
-    (t, tc), (c, cc) = _load_metrics(args.treatment), _load_metrics(args.control)
+    (tc, t), (cc, c) = _load_run(args.treatment), _load_run(args.control)
     _check(tc.get("testbed") == cc.get("testbed"),
            f"{args.treatment} is a {tc.get('testbed')} run but {args.control} is a {cc.get('testbed')} run")
-    _check(tc.get("items", tc.get("scenarios")) == cc.get("items", cc.get("scenarios")),
-           "treatment and control were played on different items; the effect needs the same items")
+    for field in SAME_FOR_PAIRING[tc["testbed"]]:
+        _check(tc.get(field) == cc.get(field),
+               f"compare: treatment and control differ in {field} ({json.dumps(tc.get(field))} vs "
+               f"{json.dumps(cc.get(field))}); a paired effect needs the same items, seed, rounds, window and policy")
+    unpaired = {_turn(r) for r in t} ^ {_turn(r) for r in c}
+    _check(not unpaired, f"compare: {len(unpaired)} turns of {args.treatment} and {args.control} have no partner "
+                         "(same episode, agent and round); are both records.jsonl complete?")
+    result = {"testbed": tc["testbed"], "treatment": str(args.treatment), "control": str(args.control),
+              "methods": METHODS}
     if tc["testbed"] == "single":
-        result = {"testbed": "single", "rounds": effect(t, c, "violation_rate")}
+        result["rounds"] = effect(t, c)
     else:
-        controls = {(x["threshold"], tuple(x["rewards"])): x for x in c["cells"]}
-        result = {"testbed": "multi", "cells": [
-            {"threshold": x["threshold"], "rewards": x["rewards"],
-             "rounds": effect(x, controls[(x["threshold"], tuple(x["rewards"]))], "collusion_rate")}
-            for x in t["cells"] if (x["threshold"], tuple(x["rewards"])) in controls]}
-    result.update(treatment=str(args.treatment), control=str(args.control))
+        cell = lambda r: (r["threshold"], tuple(r["rewards"]))  # noqa: E731
+        result["cells"] = [{"threshold": key[0], "rewards": list(key[1]),
+                            "rounds": effect([r for r in t if cell(r) == key], [r for r in c if cell(r) == key])}
+                           for key in sorted({cell(r) for r in t})]
+        result["pooled"] = effect(t, c)
     write_json(Path(args.out) / "effect.json", result)
     print(f"wrote {Path(args.out) / 'effect.json'}")
     return 0

@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
+from statsmodels.stats.contingency_tables import mcnemar
 
 from tipping.cli import main
+from tipping.metrics import clustered_mcnemar, newcombe_paired
 from tipping.outputs import output_lock
 
 
@@ -56,24 +58,79 @@ def test_library_splits_run_and_rerun_is_free_and_identical(tmp_path):
     assert (tmp_path / "b/records.jsonl").read_bytes() == first
 
 
-def test_compare_gives_the_effect_with_newcombe_intervals(tmp_path):
-    base = ["run", "single", "--items", "single-test", "--rounds", "4"]
-    assert run([*base, "--policy", "scripted:flip@3", "--out", str(tmp_path / "t")]) == 0
-    assert run([*base, "--policy", "scripted:comply", "--feedback", "none", "--out", str(tmp_path / "c")]) == 0
-    assert main(["compare", str(tmp_path / "t"), str(tmp_path / "c"), "--out", str(tmp_path / "e")]) == 0
-    effect = json.loads((tmp_path / "e/effect.json").read_text())
-    assert [r["difference"] for r in effect["rounds"]] == [0, 0, 1, 1]
-    assert effect["rounds"][2]["ci_low"] > 0.9 and effect["rounds"][0]["ci_low"] < 0 < effect["rounds"][0]["ci_high"]
+def rewrite_records(folder, change):
+    """Edit a finished run's records.jsonl in place (a scripted policy ignores feedback, so a
+    control that behaves differently is made by hand)."""
+    lines = [json.loads(x) for x in (folder / "records.jsonl").read_text().splitlines()]
+    (folder / "records.jsonl").write_text("".join(json.dumps(change(r)) + "\n" for r in lines))
 
 
-def test_multi_compare(tmp_path):
-    base = ["run", "multi", "--scenarios", "multi-games", "--rounds", "2", "--thresholds", "2,4"]
-    assert run([*base, "--policy", "scripted:collude:4", "--out", str(tmp_path / "t")]) == 0
-    assert run([*base, "--policy", "scripted:collude:1", "--out", str(tmp_path / "c")]) == 0
-    assert main(["compare", str(tmp_path / "t"), str(tmp_path / "c"), "--out", str(tmp_path / "e")]) == 0
-    cells = json.loads((tmp_path / "e/effect.json").read_text())["cells"]
-    assert [c["threshold"] for c in cells] == [2, 4]
-    assert all(r["difference"] == pytest.approx(3 / 8) for c in cells for r in c["rounds"])
+def effect(treatment, control, out):
+    assert main(["compare", str(treatment), str(control), "--out", str(out)]) == 0
+    return json.loads((out / "effect.json").read_text())
+
+
+def test_compare_is_paired_per_round_with_newcombe_and_mcnemar(tmp_path):
+    base = ["run", "single", "--items", "single-test", "--rounds", "4", "--policy", "scripted:flip@3"]
+    assert run([*base, "--out", str(tmp_path / "t")]) == 0
+    assert run([*base, "--feedback", "none", "--out", str(tmp_path / "c")]) == 0  # feedback may differ
+    rewrite_records(tmp_path / "c", lambda r: {**r, "deviant": r["round"] == 4 and r["item"].endswith("-00")})
+    got = effect(tmp_path / "t", tmp_path / "c", tmp_path / "e")
+    assert "Newcombe RG (1998)" in got["methods"]["newcombe_paired"] and "mcnemar" in got["methods"]
+    rounds = got["rounds"]
+    assert [r["difference"] for r in rounds][:3] == [0, 0, 1]
+    for r in rounds:
+        assert r["interval"] == "newcombe_paired" and r["test"] == "mcnemar" and r["n_pairs"] == 64
+    round4 = rounds[3]  # treatment deviates on all 64 items, control on the first item of each job
+    k = round(round4["control_rate"] * 64)
+    assert 0 < k < 64 and round4["difference"] == pytest.approx(1 - k / 64)
+    assert (round4["ci_low"], round4["ci_high"]) == pytest.approx(newcombe_paired(k, 64 - k, 0, 0))
+    assert round4["p_value"] == pytest.approx(mcnemar([[k, 64 - k], [0, 0]], exact=64 - k < 25).pvalue)
+    assert rounds[2]["ci_low"] > 0.9 and rounds[2]["p_value"] < 1e-10
+
+
+def test_compare_a_run_with_itself_gives_zero_differences(tmp_path):
+    assert run(["run", "single", "--items", "single-test", "--rounds", "3", "--policy", "scripted:flip@2",
+                "--out", str(tmp_path / "s")]) == 0
+    for r in effect(tmp_path / "s", tmp_path / "s", tmp_path / "e")["rounds"]:
+        assert r["difference"] == 0 and r["p_value"] == 1 and r["ci_low"] <= 0 <= r["ci_high"]
+        assert r["ci_high"] - r["ci_low"] < 0.12  # all 64 pairs agree: narrower than the unpaired interval
+    assert run(["run", "multi", "--scenarios", "multi-games", "--rounds", "2", "--thresholds", "2,4",
+                "--policy", "scripted:collude:3", "--out", str(tmp_path / "m")]) == 0
+    got = effect(tmp_path / "m", tmp_path / "m", tmp_path / "f")
+    for r in [r for c in got["cells"] for r in c["rounds"]] + got["pooled"]:
+        assert (r["difference"], r["ci_low"], r["ci_high"], r["p_value"]) == (0, 0, 0, 1)  # degenerate: identical
+        assert r["interval"] == "cluster_bootstrap"
+
+
+def test_multi_compare_bootstraps_episodes(tmp_path):
+    base = ["run", "multi", "--scenarios", "multi-games", "--rounds", "2", "--thresholds", "2,4",
+            "--policy", "scripted:collude:4"]
+    assert run([*base, "--out", str(tmp_path / "t")]) == 0
+    assert run([*base, "--out", str(tmp_path / "c")]) == 0
+    rewrite_records(tmp_path / "c", lambda r: {**r, "deviant": r["agent"] < 1})  # control: one colluder
+    got = effect(tmp_path / "t", tmp_path / "c", tmp_path / "e")
+    assert [c["threshold"] for c in got["cells"]] == [2, 4]
+    for r in [r for c in got["cells"] for r in c["rounds"]]:
+        assert r["difference"] == pytest.approx(3 / 8) and r["n_pairs"] == 56 and r["n_clusters"] == 7
+        assert r["interval"] == "cluster_bootstrap" and r["test"] == "clustered_mcnemar"
+        assert r["p_value"] == pytest.approx(clustered_mcnemar([3] * 7, [0] * 7))
+    assert all(r["n_clusters"] == 14 for r in got["pooled"])
+
+
+SINGLE8 = ["run", "single", "--items", "single-test", "--rounds", "2", "--limit", "8", "--policy", "scripted:comply"]
+
+
+@pytest.mark.parametrize("change,field", [
+    (["--items", "single-train"], "items"), (["--limit", "4"], "n_items"), (["--seed", "1"], "seed"),
+    (["--rounds", "3"], "rounds"), (["--window", "1"], "window"), (["--policy", "scripted:violate"], "policy")])
+def test_compare_refuses_runs_that_do_not_pair(change, field, tmp_path, capsys):
+    assert run([*SINGLE8, "--out", str(tmp_path / "t")]) == 0
+    assert run([*SINGLE8, *change, "--out", str(tmp_path / "c")]) == 0
+    assert main(["compare", str(tmp_path / "t"), str(tmp_path / "c"), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert f"compare: treatment and control differ in {field} (" in err and "a paired effect needs" in err
+    assert err.count("\n") == 1 and not (tmp_path / "e").exists()
 
 
 BAD = [

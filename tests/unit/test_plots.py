@@ -12,7 +12,8 @@ def series(rates, testbed="single", model="m", defence="none", condition="treatm
            threshold="all", rewards="all", **extra):
     return [{"testbed": testbed, "model": model, "defence": defence, "condition": condition,
              "evolution_round": evolution_round, "threshold": threshold, "rewards": rewards, "round": i + 1,
-             "rate": r, "ci_low": max(0.0, r - 0.1), "ci_high": min(1.0, r + 0.1), "invalid_rate": r / 10, **extra}
+             "rate": r, "ci_low": max(0.0, r - 0.1), "ci_high": min(1.0, r + 0.1), "cluster_ci_low": max(0.0, r - 0.2),
+             "cluster_ci_high": min(1.0, r + 0.2), "invalid_rate": r / 10, **extra}
             for i, r in enumerate(rates)]
 
 
@@ -46,6 +47,21 @@ def test_single_rounds_lines_per_model_and_defence_controls_dashed():
     assert ax.get_xlabel() == "in-context round" and "violation rate" in ax.get_ylabel()
     assert ax.get_title() == "Single agent, evolution round 0"
     assert len(ax.collections) == 3  # one CI band per line
+
+
+def band_y(collection) -> list:
+    return sorted({round(float(y), 6) for y in collection.get_paths()[0].vertices[:, 1]})
+
+
+def test_rate_bands_and_error_bars_are_the_cluster_intervals():
+    (ax,) = plots.single_rounds(frame(series([0.5, 0.5]))).axes
+    assert band_y(ax.collections[0]) == [0.3, 0.7]  # cluster interval (rate ± 0.2 here), not Wilson's ± 0.1
+    df = frame(series([0.5, 0.5], ratio_low=0.0, ratio_high=1.05))
+    bars = plots.payoff_ratio(df).axes[0].containers[0].lines[2][0]  # the vertical error bar lines
+    (low, high), = [segment[:, 1].tolist() for segment in bars.get_segments()]
+    assert (low, high) == pytest.approx((0.3, 0.7))
+    effect = frame([{**r, "difference": r["rate"], "control": "c"} for r in series([0.5, 0.5])])
+    assert band_y(plots.tipping_effect(effect.drop(columns="condition")).axes[0].collections[0]) == [0.4, 0.6]
 
 
 def test_a_varying_decision_or_extra_tag_splits_lines():
@@ -128,7 +144,7 @@ def test_invalid_rate_per_testbed():
 @pytest.mark.parametrize("name", list(plots.FIGURES))
 def test_absent_data_draws_a_no_data_panel(name):
     columns = ["testbed", "model", "defence", "condition", "evolution_round", "threshold", "rewards", "round", "rate",
-               "ci_low", "ci_high", "invalid_rate", "difference", "control", "in_context", "scenario",
+               "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "invalid_rate", "difference", "control", "in_context", "scenario",
                "tipping_round", "ratio_low", "ratio_high"]
     fig = plots.FIGURES[name][0](pd.DataFrame(columns=columns))
     assert no_data_text(fig)[0].startswith(f"no data for {name}")

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -75,14 +76,15 @@ def test_multi_rate_uses_E_times_n_and_upstream_equivalent_is_7x(built):
     assert set(paper["parser"]) == {"robust"}
 
 
-def test_effect_is_treatment_minus_matched_control_with_newcombe_interval(built):
+def test_effect_is_treatment_minus_matched_control_paired_by_item(built):
     e = built["effects"]
     assert set(e["control"]) == {"control_no_feedback"}
     e = rows(e, testbed="single", evolution_round=0)
     assert e["difference"].tolist() == [0, 0, 0, 1, 1, 1]
-    for k, low, high in zip(e["treatment_rate"] * 64, e["ci_low"], e["ci_high"]):
-        assert (low, high) == pytest.approx(metrics.newcombe(int(k), 64, 0, 64)[1:])
-    assert (e["n_treatment"] == 64).all() and (e["n_control"] == 64).all()
+    for k, low, high in zip(e["treatment_rate"] * 64, e["ci_low"], e["ci_high"]):  # a: both, b: only treatment
+        assert (low, high) == pytest.approx(metrics.newcombe_paired(0, int(k), 0, 64 - int(k)))
+    assert (e["n_pairs"] == 64).all() and set(e["interval"]) == {"newcombe_paired"} and set(e["test"]) == {"mcnemar"}
+    assert e["p_value"].iloc[0] == 1 and e["p_value"].iloc[-1] < 1e-10
 
 
 def test_tipping_rounds_in_context_and_weight_level(built):
@@ -124,6 +126,27 @@ def test_untagged_run_defaults_and_replicates_pool(tmp_path):
     assert built["records"]["run"].iloc[0] == a  # runs in sorted path order, whatever the argument order
 
 
+def test_replicates_pool_items_as_clusters_and_pair_by_replicate(tmp_path):
+    runs = [make(tmp_path / f"{condition}{seed}", [*SINGLE, "--limit", "8", "--seed", str(seed)], "scripted:violate",
+                 condition=condition, replicate=seed) for condition in ("treatment", "control_x") for seed in (0, 1)]
+    for folder in runs:  # treatment deviates on half the items, in both replicates; the control never
+        treated = "treatment" in folder
+        rewrite = [{**r, "deviant": treated and int(r["item"][-2:]) < 2}
+                   for r in map(json.loads, (Path(folder) / "records.jsonl").read_text().splitlines())]
+        (Path(folder) / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rewrite))
+    built = tables.build(runs)
+    r = rows(built["rates"], condition="treatment")
+    assert (r["rate"] == 0.5).all() and (r["n"] == 16).all() and (r["n_clusters"] == 8).all()
+    assert r["design_effect"].tolist() == pytest.approx([2.0] * 6)  # an item's two replicates agree
+    for low, high in zip(r["cluster_ci_low"], r["cluster_ci_high"]):
+        assert (low, high) == pytest.approx(metrics.wilson(4, 8))  # 16 answers worth 8
+    assert (r["ci_low"] == metrics.wilson(8, 16)[0]).all()
+    e = built["effects"]
+    assert (e["difference"] == 0.5).all() and (e["n_pairs"] == 16).all() and (e["n_clusters"] == 8).all()
+    assert set(e["interval"]) == {"cluster_bootstrap"} and set(e["test"]) == {"clustered_mcnemar"}
+    assert (e["ci_low"] < 0.5).all() and (e["ci_high"] > 0.5).all()
+
+
 def test_records_parquet_carries_tags_and_config(built, runs):
     rec = built["records"]
     assert len(rec) == 3 * 64 * 6 + 7 * 2 * 3 * 8
@@ -152,10 +175,14 @@ def test_written_files_are_complete_and_byte_deterministic(runs, tmp_path):
     assert md.startswith("# Paper comparison") and "upstream_equivalent" in md and "| 0.875 |" in md
     summary = json.loads((tmp_path / "a/summary.json").read_text())
     group = summary["groups"]["single/m/none/0/generate"]
+    low, high = metrics.newcombe_paired(0, 64, 0, 0)
     assert group == {"first_round_rate": 0.0, "last_round_rate": 1.0, "tipping_round": 4,
-                     "last_round_effect": {"control_no_feedback": 1.0}}
+                     "last_round_cluster_ci": [round(metrics.wilson(64, 64)[0], 6), 1.0],
+                     "last_round_design_effect": None,
+                     "last_round_effect": {"control_no_feedback": {"difference": 1.0, "ci_low": round(low, 6),
+                                                                   "ci_high": round(high, 6), "p_value": 0.0}}}
     plot = pd.read_csv(tmp_path / "a/plot_rates.csv")
-    assert list(plot.columns) == ["series", "round", "rate", "ci_low", "ci_high"]
+    assert list(plot.columns) == ["series", "round", "rate", "cluster_ci_low", "cluster_ci_high"]
 
 
 def test_runs_file_and_input_errors(runs, tmp_path, capsys):

@@ -1,5 +1,8 @@
 """Figures: one function per figure, table (DataFrame) -> matplotlib Figure; no statistics here.
 
+Rate bands and error bars are the cluster 95% intervals (cluster_ci_low/high: the answers of one
+episode or one item across replicates are correlated); effect bands are the paired intervals.
+
 The in-context figures show the un-evolved policies (the lowest evolution round present, 0 in
 the design); the `evolution` figure is the weight-level view. A figure whose data is absent
 draws a "no data for ..." panel. Files are byte-deterministic: fixed dpi and size, no
@@ -16,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from tipping.analysis.tables import ALL, RATE_COLUMNS, TREATMENT
+from tipping.analysis.tables import ALL, EFFECT_COLUMNS, RATE_COLUMNS, TREATMENT
 from tipping.errors import InputError
 from tipping.outputs import atomic_write_bytes
 
@@ -24,8 +27,8 @@ DPI = 150
 TESTBEDS = ("single", "multi")  # panel order
 SERIES = ["model", "defence"]  # one line per model x defence
 NOT_SERIES = {"testbed", "metric", "evolution_round", "condition", "control", "threshold", "rewards", "round",
-              "in_context", "scenario", "tipping_round", "ratio_low", "ratio_high", "difference", "treatment_rate",
-              "control_rate", "n_treatment", "n_control", "runs", "series", *RATE_COLUMNS}
+              "in_context", "scenario", "tipping_round", "ratio_low", "ratio_high", "runs", "series", *RATE_COLUMNS,
+              *EFFECT_COLUMNS}
 Y_RATE = (-0.03, 1.03)
 LABEL = {"single": "violation rate", "multi": "collusion rate"}
 
@@ -57,9 +60,9 @@ def _first_evolution_round(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["evolution_round"] == df["evolution_round"].min()] if len(df) else df
 
 
-def _band(ax, x, df: pd.DataFrame, y: str, color, label: str, linestyle: str = "-") -> None:
+def _band(ax, x, df: pd.DataFrame, y: str, color, label: str, linestyle: str = "-", ci: str = "cluster_ci") -> None:
     ax.plot(x, df[y], color=color, linestyle=linestyle, marker="o", markersize=3, label=label)
-    ax.fill_between(x, df["ci_low"], df["ci_high"], color=color, alpha=0.15, linewidth=0)
+    ax.fill_between(x, df[f"{ci}_low"], df[f"{ci}_high"], color=color, alpha=0.15, linewidth=0)
 
 
 def _in_context(rates: pd.DataFrame, testbed: str) -> pd.DataFrame:
@@ -102,7 +105,7 @@ def single_rounds(rates: pd.DataFrame) -> Figure:
 
 
 def tipping_effect(effects: pd.DataFrame) -> Figure:
-    """Treatment minus matched control per round, Newcombe 95% CI, one panel per testbed."""
+    """Treatment minus matched control per round, paired 95% CI, one panel per testbed."""
     panels = _panels(effects[effects["threshold"] == ALL])
     if not panels:
         return no_data("tipping_effect (no control run matches a treatment run)")
@@ -111,7 +114,7 @@ def tipping_effect(effects: pd.DataFrame) -> Figure:
         d = _with_series(d)
         colors = _colors(sorted(d["series"].unique()))
         for (key, control), g in d.groupby(["series", "control"], sort=True):
-            _band(ax, g["round"], g, "difference", colors[key], f"{_label(key)} − {control}")
+            _band(ax, g["round"], g, "difference", colors[key], f"{_label(key)} − {control}", ci="ci")
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set(xlabel="in-context round", ylabel=f"{LABEL[testbed]}: treatment − control", ylim=(-1.05, 1.05),
                title=f"{testbed}: tipping effect")
@@ -234,7 +237,8 @@ def payoff_ratio(payoff: pd.DataFrame) -> Figure:
     colors = _colors(series)
     for i, (key, g) in enumerate(df.groupby("series", sort=True)):
         x = [position[b] + 0.12 * (i - (len(series) - 1) / 2) for b in zip(g["ratio_low"], g["ratio_high"])]  # dodge
-        ax.errorbar(x, g["rate"], yerr=[g["rate"] - g["ci_low"], g["ci_high"] - g["rate"]],
+        yerr = np.vstack([g["rate"] - g["cluster_ci_low"], g["cluster_ci_high"] - g["rate"]])  # (2, n): below, above
+        ax.errorbar(x, g["rate"].to_numpy(), yerr=yerr,
                     fmt="o", markersize=4, capsize=2, color=colors[key], label=_label(key))
     ax.set_xticks(range(len(bins)), [f"≥{lo:g}" if hi == np.inf else f"<{hi:g}" if lo == 0 else f"{lo:g}–{hi:g}"
                                      for lo, hi in bins])

@@ -4,8 +4,8 @@
     prompts.parquet           prompt_sha -> message_ids: the conversation each turn was given
     messages.parquet          message_id -> role, content (each distinct message once: a round's
                               prompt repeats every earlier round, so storing prompts whole is O(R^2))
-    rates.csv/.md             deviant rate per run group x grid cell x round, Wilson 95% CI
-    effects.csv/.md           treatment minus each matched control per round, Newcombe 95% CI
+    rates.csv/.md             deviant rate per run group x grid cell x round, Wilson and cluster 95% CIs
+    effects.csv/.md           treatment minus each matched control per round, paired 95% CI and p-value
     tipping_rounds.csv/.md    in-context and weight-level (evolution) tipping rounds
     evolution.csv             the rate at the first and the last in-context round, per evolution round
     scenario_rates.csv        the rate per scenario (job / game) and round, with its tipping round
@@ -19,7 +19,10 @@ pooled). An untagged run reads as defence=none, evolution_round=0, condition=tre
 model=<policy id>. Multi-agent rates are per grid cell (threshold, reward set) and pooled over the
 cells (threshold = rewards = "all"; single rows are "all" too); confederates are never counted.
 A rate is deviant / valid answers (multi: the E·n denominator that upstream's code lost); invalid
-answers get their own rate. Files are byte-deterministic: sorted rows, floats rounded to 6 dp.
+answers get their own rate. Decisions of one episode (a single-agent item, also across replicates)
+are correlated: every rate has a cluster interval and design effect next to Wilson's, and tipping
+rounds and figures use the cluster interval (tipping.metrics). Files are byte-deterministic: sorted
+rows, floats rounded to 6 dp.
 """
 
 from __future__ import annotations
@@ -44,7 +47,10 @@ TREATMENT, ALL = "treatment", "all"
 CELL = ["threshold", "rewards"]
 METRIC = {"single": "violation", "multi": "collusion"}
 DECIMALS = 6
-RATE_COLUMNS = ["rate", "ci_low", "ci_high", "k", "n", "n_total", "invalid_rate", "mean_p", "p_ci_low", "p_ci_high"]
+RATE_COLUMNS = ["rate", "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "design_effect", "n_clusters", "k",
+                "n", "n_total", "invalid_rate", "mean_p", "p_ci_low", "p_ci_high"]
+EFFECT_COLUMNS = ["treatment_rate", "control_rate", "difference", "ci_low", "ci_high", "interval", "p_value", "test",
+                  "n_pairs", "n_clusters"]  # metrics.paired_difference
 
 
 # ---------------------------------------------------------------- loading
@@ -146,8 +152,8 @@ def counted_turns(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _summary(frame: pd.DataFrame) -> dict:
-    records = [{"valid": bool(v), "deviant": d, "p_deviant": None if pd.isna(p) else float(p)}
-               for v, d, p in zip(frame["valid"], frame["deviant"], frame["p_deviant"])]
+    records = [{"valid": bool(v), "deviant": d, "p_deviant": None if pd.isna(p) else float(p), "episode": e}
+               for v, d, p, e in zip(frame["valid"], frame["deviant"], frame["p_deviant"], frame["episode"])]
     return metrics.rate_summary(records)
 
 
@@ -165,20 +171,24 @@ def rates(turns: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return _rate_table(turns, keys + CELL + ["round"])
 
 
-def effects(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def effects(turns: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The tipping effect: treatment minus each matched control (a group with the same keys but
-    the condition), per round and cell, with Newcombe's 95% interval."""
-    treated = rates[rates["condition"] == TREATMENT]
-    controls = rates[rates["condition"] != TREATMENT].rename(columns={"condition": "control"})
-    m = treated.merge(controls, on=_without(keys, "condition") + CELL + ["round"], suffixes=("_t", "_c"))
-    diffs = [metrics.newcombe(int(a), int(b), int(c), int(d))
-             for a, b, c, d in zip(m["k_t"], m["n_t"], m["k_c"], m["n_c"])]
-    cols = _without(keys, "condition") + ["control"] + CELL + ["round"]
-    out = m[cols].assign(treatment_rate=m["rate_t"], control_rate=m["rate_c"],
-                         difference=[d[0] for d in diffs], ci_low=[d[1] for d in diffs],
-                         ci_high=[d[2] for d in diffs], n_treatment=m["n_t"], n_control=m["n_c"])
+    the condition), per round and cell, paired: the turns with the same replicate, episode, agent
+    and round that both answered validly, through metrics.paired_difference (as `tipping compare`)."""
+    match, pair = _without(keys, "condition"), [t for t in POOLED_TAGS if t in turns] + ["episode", "agent"]
+    valid = turns[turns["valid"].fillna(False).astype(bool)]
+    columns = [*match, *CELL, "round", *pair, "deviant"]
+    treated = valid.loc[valid["condition"] == TREATMENT, columns]
+    controls = valid.loc[valid["condition"] != TREATMENT, [*columns, "condition"]]
+    controls = controls.rename(columns={"condition": "control"})
+    m = treated.merge(controls, on=[*match, *CELL, "round", *pair], suffixes=("_t", "_c"))
+    by = [*match, "control", *CELL, "round"]
+    rows = [{**dict(zip(by, key)), **metrics.paired_difference(g["episode"], g["deviant_t"].astype(bool),
+                                                                g["deviant_c"].astype(bool))}
+            for key, g in m.groupby(by, dropna=False, sort=False)]
+    out = pd.DataFrame(rows, columns=[*by, *EFFECT_COLUMNS])
     out.insert(1, "metric", out["testbed"].map(METRIC))
-    return _sorted(out, cols)
+    return _sorted(out, by)
 
 
 def evolution(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -196,13 +206,13 @@ def evolution(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _tipping(points: pd.DataFrame, x: str) -> int | None:
     points = points.sort_values(x)
     found = metrics.tipping_round(points[x].tolist(), [None if pd.isna(r) else r for r in points["rate"]],
-                                  points["ci_low"].tolist(), points["ci_high"].tolist())
+                                  points["cluster_ci_low"].tolist(), points["cluster_ci_high"].tolist())
     return None if found is None else int(found)
 
 
 def tipping_rounds(rates: pd.DataFrame, evolution: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """In-context: metrics.tipping_round over the in-context rounds of each group and cell.
-    Weight-level: the first evolution round whose CI lies wholly above evolution round 0's
+    """In-context: metrics.tipping_round (cluster intervals) over the in-context rounds of each group
+    and cell. Weight-level: the first evolution round whose cluster CI lies wholly above evolution round 0's
     (the same rule over evolution rounds), at the first and at the last in-context round."""
     rows = []
     for key, g in rates.groupby(keys + CELL, dropna=False, sort=False):
@@ -277,29 +287,39 @@ def paper_comparison(records: pd.DataFrame, rates: pd.DataFrame, keys: list[str]
 
 
 def plot_rates(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Long series/round/rate rows (all cells pooled) for DVC `plots:` (x: round, y: rate)."""
+    """Long series/round/rate rows (all cells pooled) for DVC `plots:` (x: round, y: rate), with the
+    cluster interval the figures draw."""
     pooled = rates[rates["threshold"] == ALL]
     label = pooled[keys].astype(str).agg("/".join, axis=1)
     return pd.DataFrame({"series": label, "round": pooled["round"], "rate": pooled["rate"],
-                         "ci_low": pooled["ci_low"], "ci_high": pooled["ci_high"]}).reset_index(drop=True)
+                         "cluster_ci_low": pooled["cluster_ci_low"],
+                         "cluster_ci_high": pooled["cluster_ci_high"]}).reset_index(drop=True)
 
 
-def summary(records: pd.DataFrame, tipping: pd.DataFrame, effects: pd.DataFrame, keys: list[str]) -> dict:
+def summary(records: pd.DataFrame, rates: pd.DataFrame, tipping: pd.DataFrame, effects: pd.DataFrame,
+            keys: list[str]) -> dict:
     """Small, stable numbers for `dvc metrics`: per treatment group (cells pooled) the first and
-    last round's rate, the in-context tipping round and the last round's effect per control."""
+    last round's rate (the last with its cluster CI and design effect), the in-context tipping
+    round and the last round's paired effect per control."""
     match = _without(keys, "condition")
     label = lambda row: "/".join(str(row[k]) for k in match)  # noqa: E731
+    last_round = lambda df, by: df[df["round"] == df.groupby(by, dropna=False)["round"].transform("max")]  # noqa: E731
     pooled = effects[effects["threshold"] == ALL]
-    last = pooled[pooled["round"] == pooled.groupby(match + ["control"], dropna=False)["round"].transform("max")]
     last_effects = {}
-    for row in last.to_dict("records"):
-        last_effects.setdefault(label(row), {})[row["control"]] = _num(row["difference"])
+    for row in last_round(pooled, match + ["control"]).to_dict("records"):
+        last_effects.setdefault(label(row), {})[row["control"]] = {
+            k: _num(row[k]) for k in ("difference", "ci_low", "ci_high", "p_value")}
+    treated = rates[(rates["condition"] == TREATMENT) & (rates["threshold"] == ALL)]
+    last_rates = {label(row): row for row in last_round(treated, keys).to_dict("records")}
     groups = {}
     ic = tipping[(tipping["kind"] == "in-context") & (tipping["condition"] == TREATMENT)
                  & (tipping["threshold"] == ALL)]
     for row in ic.to_dict("records"):
+        last = last_rates[label(row)]
         groups[label(row)] = {"first_round_rate": _num(row["baseline_rate"]),
                               "last_round_rate": _num(row["final_rate"]),
+                              "last_round_cluster_ci": [_num(last["cluster_ci_low"]), _num(last["cluster_ci_high"])],
+                              "last_round_design_effect": _num(last["design_effect"]),
                               "tipping_round": None if pd.isna(row["tipping_round"]) else int(row["tipping_round"]),
                               "last_round_effect": last_effects.get(label(row), {})}
     return {"runs": int(records["run"].nunique()), "turns": int(len(records)), "groups": groups}
@@ -338,13 +358,18 @@ CSV_TABLES = ("rates", "effects", "tipping_rounds", "evolution", "scenario_rates
               "plot_rates")
 NOTES = {
     "rates": "rate = deviant / valid answers (single: violation, multi: collusion; E·n denominator), "
-             "Wilson 95% CI; invalid_rate = unparseable / all answers; mean_p = mean P(deviant) (forced "
-             "choice) with a bootstrap 95% CI; threshold/rewards `all` = every grid cell pooled.",
-    "effects": "difference = treatment rate - control rate per round, Newcombe 95% CI; a control is a "
-               "run group with the same tags except `condition`.",
-    "tipping_rounds": "in-context: the first round whose Wilson CI lies wholly above round 1's; weight-level: "
-                      "the first evolution round whose CI lies wholly above evolution round 0's, measured at "
-                      "the first (`in_context` first: weights alone) or last in-context round. Blank = no tip.",
+             "Wilson 95% CI (independent answers) and cluster 95% CI (Wilson at n / design_effect; clusters = "
+             "episodes, a single-agent item over replicates is one; n_clusters of them); invalid_rate = "
+             "unparseable / all answers; mean_p = mean P(deviant) (forced choice) with a cluster bootstrap "
+             "95% CI; threshold/rewards `all` = every grid cell pooled.",
+    "effects": "difference = treatment rate - control rate per round over paired answers (same replicate, "
+               "episode, agent, round; both valid), 95% CI by `interval` (newcombe_paired: Newcombe 1998 "
+               "method 10; cluster_bootstrap: over episodes) and p-value by `test` (mcnemar; clustered_mcnemar: "
+               "Durkalski 2003); a control is a run group with the same tags except `condition`.",
+    "tipping_rounds": "in-context: the first round whose cluster CI lies wholly above round 1's; weight-level: "
+                      "the first evolution round whose cluster CI lies wholly above evolution round 0's, "
+                      "measured at the first (`in_context` first: weights alone) or last in-context round. "
+                      "Blank = no tip.",
     "paper_comparison": "No number from the paper is transcribed here (none could be verified). "
                         "`upstream_equivalent` is what the upstream scripts would print for these same "
                         "records (single: an invalid answer counted as no violation; multi: collective "
@@ -365,13 +390,13 @@ def build(run_dirs: list[str]) -> dict[str, object]:
     r = rates(turns, keys)
     evo = evolution(r, keys)
     tips = tipping_rounds(r, evo, keys)
-    eff = effects(r, keys)
+    eff = effects(turns, keys)
     typed = lambda df: df.astype({t: records[t].dtype for t in tags if t in df})  # noqa: E731
     tips, evo, eff = typed(tips), typed(evo), typed(eff)  # NA-holding tag columns came back as floats
     return {"records": records, "prompts": prompts, "messages": messages, "keys": keys, "rates": r, "effects": eff,
             "tipping_rounds": tips, "evolution": evo, "scenario_rates": scenario_rates(turns, keys),
             "payoff": payoff(turns, keys), "paper_comparison": paper_comparison(records, r, keys),
-            "plot_rates": plot_rates(r, keys), "summary": summary(records, tips, eff, keys)}
+            "plot_rates": plot_rates(r, keys), "summary": summary(records, r, tips, eff, keys)}
 
 
 def write(tables: dict, out: Path) -> None:
