@@ -33,10 +33,15 @@ SPLIT_KINDS = {"single-test": "single-items", "single-train": "single-items",
                "multi-train": "multi-items", "multi-eval": "multi-items", "multi-games": "multi-games"}
 
 
-def json_instruction(first: str, second: str) -> str:
-    """How every prompt asks for the answer: the two canonical JSON answers, spelled out."""
+def answer_pair(first: str, second: str) -> str:
+    """How a prompt lists the two canonical JSON answers (ours and upstream's): `{"choice": "A"} or {"choice": "B"}`."""
     a, b = (json.dumps({"choice": label}, ensure_ascii=False) for label in (first, second))
-    return f"Close your reply with your decision written as JSON, exactly {a} or {b}."
+    return f"{a} or {b}"
+
+
+def json_instruction(first: str, second: str) -> str:
+    """How every prompt asks for the answer: the two canonical JSON answers, `first` listed first."""
+    return f"Close your reply with your decision written as JSON, exactly {answer_pair(first, second)}."
 
 
 @functools.cache
