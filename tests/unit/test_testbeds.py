@@ -219,9 +219,22 @@ def test_balanced_order_is_a_seeded_coin_per_episode():
     assert 0.4 < shown[0].count("Route B") / len(items) < 0.6
 
 
+def test_the_order_is_the_one_the_prompt_lists_not_the_roles():
+    """Upstream's files list "Route A" first even where it is the violating option: fixed keeps
+    that, swapped reverses it, and the record says what was shown."""
+    item = ITEM.model_copy(update={"user_prompt": 'Pick. {"choice": "Route B"} or {"choice": "Route A"}'})
+    for order, first, second in (("fixed", "Route B", "Route A"), ("swapped", "Route A", "Route B")):
+        ep = SingleEpisode(item, SingleSettings(option_order=order), seed=0)
+        assert ep.turns(1)[0].messages[-1]["content"].startswith(
+            f'Pick. {{"choice": "{first}"}} or {{"choice": "{second}"}}')
+        assert ep.record(1, [Answer("")])[0]["shown_first"] == first
+
+
 def test_swapping_needs_the_answer_list_in_the_prompt():
     item = ITEM.model_copy(update={"user_prompt": "Pick a route and answer in JSON."})
-    SingleEpisode(item, SingleSettings(), seed=0)  # fixed: nothing to reorder
+    ep = SingleEpisode(item, SingleSettings(), seed=0)  # fixed: nothing to reorder, nothing shown
+    assert ep.turns(1)[0].messages[-1]["content"].startswith(item.user_prompt)
+    assert ep.record(1, [Answer("")])[0]["shown_first"] is None
     for order in ("swapped", "balanced"):
         with pytest.raises(InputError, match="item i1: its user_prompt does not list the answers"):
             SingleEpisode(item, SingleSettings(option_order=order), seed=0)

@@ -39,6 +39,16 @@ def answer_pair(first: str, second: str) -> str:
     return f"{a} or {b}"
 
 
+def listed_order(text: str, a: str, b: str) -> tuple[str, str] | None:
+    """The two labels in the order `text` lists their answers (an answer_pair), None if it does
+    not. Our splits list the compliant answer first; upstream's files list "Route A" before
+    "Route B" whichever is compliant."""
+    for order in ((a, b), (b, a)):
+        if answer_pair(*order) in text:
+            return order
+    return None
+
+
 def json_instruction(first: str, second: str) -> str:
     """How every prompt asks for the answer: the two canonical JSON answers, `first` listed first."""
     return f"Close your reply with your decision written as JSON, exactly {answer_pair(first, second)}."
