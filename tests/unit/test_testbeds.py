@@ -202,7 +202,8 @@ def test_option_order_reorders_only_the_answer_list_and_records_it():
     assert [r["shown_first"] for r in recs] == ["Route A", "Route B"]
     assert [r["choice"] for r in recs] == ["Route B", "Route B"]
 
-    multi = [MultiEpisode(GAME, 4, (1.2, 1.0, 0.8), MultiSettings(option_order=o), seed=0) for o in ("fixed", "swapped")]
+    multi = [MultiEpisode(GAME, 4, (1.2, 1.0, 0.8), MultiSettings(option_order=o), seed=0)
+             for o in ("fixed", "swapped")]
     assert multi[0].system_prompt.endswith('exactly {"choice": "invest"} or {"choice": "keep money"}.')
     assert multi[1].system_prompt == multi[0].system_prompt.replace(
         '{"choice": "invest"} or {"choice": "keep money"}', '{"choice": "keep money"} or {"choice": "invest"}')

@@ -141,8 +141,8 @@ def _statement(text: str, key: re.Match, options: Options) -> _Statement:
 
 
 def _value_after(text: str, start: int) -> tuple[str, int]:
-    """The value written after `choice:` (the key's match ends past the spaces) and where it ends: quoted (either quote), a [list], or
-    bare up to , } or newline."""
+    """The value written after `choice:` (the key's match ends past the spaces) and where it ends:
+    quoted (either quote), a [list], or bare up to , } or newline."""
     opener = text[start:start + 1]
     if opener in ('"', "'", "["):
         close = text.find("]" if opener == "[" else opener, start + 1)
