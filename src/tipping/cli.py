@@ -13,6 +13,7 @@ import os
 import sys
 
 from tipping.errors import InputError
+from tipping.testbeds.base import OPTION_ORDERS
 
 # the figures `tipping plot` draws (tipping.analysis.plots.FIGURES; listed here so --help stays fast)
 FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
@@ -44,7 +45,7 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("policy and sampling (defaults per model, as in the paper)")
     g.add_argument("--policy", required=True,
                    help="transformers:PATH_OR_ID[@ADAPTER] | vllm:PATH_OR_ID[@ADAPTER] | openai:BASE_URL#MODEL | "
-                        "scripted:comply|violate|flip@K|collude:K")
+                        "scripted:comply|violate|flip@K|collude:K|first")
     g.add_argument("--decision", choices=("generate", "choice"), default="generate",
                    help="generate: free text parsed by the testbed (the paper's); choice: score the two "
                         "canonical JSON answers and sample from P(deviant)")
@@ -65,6 +66,13 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                         "the tables carry tags as columns")
 
 
+def _add_option_order(p: argparse.ArgumentParser, first: str) -> None:
+    p.add_argument("--option-order", choices=OPTION_ORDERS, default="fixed",
+                   help=f"the order the prompt lists the two JSON answers in: fixed = the paper's ({first} "
+                        "first), swapped = reversed, balanced = per episode, seeded by --seed and the episode id "
+                        "(records say which: shown_first)")
+
+
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="play a testbed with a policy").add_subparsers(dest="testbed", required=True,
                                                                                    parser_class=_Parser)
@@ -78,6 +86,7 @@ def _add_run(sub) -> None:
     s.add_argument("--feedback", choices=("reward", "none"), default="reward",
                    help="none = the no-reward control: history keeps questions and answers, drops reward lines")
     s.add_argument("--parser", choices=("robust", "paper"), default="robust")
+    _add_option_order(s, "compliant")
     s.add_argument("--limit", type=int, default=None, help="play only the first N items")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
@@ -99,6 +108,7 @@ def _add_run(sub) -> None:
     m.add_argument("--success-applies-to", choices=("all", "collective"), default="all")
     m.add_argument("--feedback", choices=("reward", "none"), default="reward")
     m.add_argument("--parser", choices=("robust", "paper"), default="robust")
+    _add_option_order(m, "collective")
     m.add_argument("--limit", type=int, default=None, help="play only the first N games")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--out", required=True)

@@ -74,7 +74,7 @@ def run_single(args) -> int:
            f"--supervision {args.supervision!r} is not a pattern; expected one of {', '.join(SUPERVISION_PATTERNS)}")
     items = scenarios.load_single_items(args.items, seed=args.seed)[: args.limit]
     settings = SingleSettings(rounds=args.rounds, window=args.window, supervision=args.supervision,
-                              feedback=args.feedback, parser=args.parser)
+                              feedback=args.feedback, parser=args.parser, option_order=args.option_order)
     return _execute(args, "single", single_episodes(items, settings, args.seed),
                     {"items": args.items, "n_items": len(items), "seed": args.seed, **asdict(settings)})
 
@@ -95,7 +95,7 @@ def run_multi(args) -> int:
                              reward_mode=args.reward_mode, success_applies_to_all=args.success_applies_to == "all",
                              peer_history=args.peer_history, confederates=args.confederates,
                              confederate_position=args.confederate_position, feedback=args.feedback,
-                             parser=args.parser)
+                             parser=args.parser, option_order=args.option_order)
     episodes = multi_episodes(games, args.thresholds, [tuple(rs) for rs in reward_sets], settings, args.seed)
     return _execute(args, "multi", episodes,
                     {"scenarios": args.scenarios, "games": [g.name for g in games], "thresholds": args.thresholds,

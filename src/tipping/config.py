@@ -118,7 +118,7 @@ def parse_section(model: type[BaseModel], data: dict, source: str):
 MODEL_NAMES = ("smollm2-135m-instruct", "tiny-qwen3", "qwen3-8b", "llama-3.1-8b-instruct")
 DEFENCES = ("none", "dpo", "grpo")
 TESTBEDS = ("single", "multi")
-CONDITIONS = ("treatment", "control_no_feedback", "control_supervised")
+CONDITIONS = ("treatment", "control_no_feedback", "control_supervised", "control_swapped")
 FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
            "payoff_ratio", "invalid_rate")
 TRAINING_SECTIONS = ("dpo", "grpo", "sft")
@@ -128,7 +128,7 @@ TRAIN_SPLITS = {"single": "single-train", "multi": "multi-train"}
 ModelName = Literal["smollm2-135m-instruct", "tiny-qwen3", "qwen3-8b", "llama-3.1-8b-instruct"]
 DefenceName = Literal["none", "dpo", "grpo"]
 TestbedName = Literal["single", "multi"]
-ConditionName = Literal["treatment", "control_no_feedback", "control_supervised"]
+ConditionName = Literal["treatment", "control_no_feedback", "control_supervised", "control_swapped"]
 FigureName = Literal["single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
                      "payoff_ratio", "invalid_rate"]
 
@@ -175,8 +175,8 @@ class MultiParams(_Section):
     reward_sets: list[tuple[float, float, float]] = Field(default_factory=lambda: [(1.2, 1.0, 0.8)], min_length=1)
     limit: int | None = Field(None, ge=1)
     max_new_tokens: int | None = Field(None, ge=1)
-    conditions: list[Literal["treatment", "control_no_feedback"]] = Field(
-        default_factory=lambda: ["treatment", "control_no_feedback"], min_length=1)
+    conditions: list[Literal["treatment", "control_no_feedback", "control_swapped"]] = Field(
+        default_factory=lambda: ["treatment", "control_no_feedback", "control_swapped"], min_length=1)
 
 
 class AlignParams(_Section):
@@ -348,12 +348,14 @@ class Params(BaseModel):
         return f"{spec}@{adapter}" if adapter else spec
 
     def condition_args(self, testbed: str, condition: str) -> list[str]:
-        """What a control changes: no reward lines in the history, or every round supervised."""
+        """What a control changes: no reward lines in the history, every round supervised, or the
+        two answers listed in the reverse of the paper's order (position bias)."""
         feedback = "none" if condition == "control_no_feedback" else "reward"
+        order = ["--option-order", "swapped"] if condition == "control_swapped" else []
         if testbed == "multi":
-            return ["--feedback", feedback]
+            return ["--feedback", feedback, *order]
         supervision = "all_supervised" if condition == "control_supervised" else self.single.supervision
-        return ["--supervision", supervision, "--feedback", feedback]
+        return ["--supervision", supervision, "--feedback", feedback, *order]
 
     def testbed_args(self, testbed: str, split: str | None = None, limit: int | None = None) -> list[str]:
         """The `tipping run single|multi` arguments of the paper's protocol (items, rounds, grid)."""

@@ -170,3 +170,13 @@ def test_plot_command_draws_every_figure_from_a_tables_folder(tmp_path):
         assert main(["plot", name, "--tables", str(tmp_path / "t"), "--out", str(tmp_path / f"f/{name}.png")]) == 0
         assert (tmp_path / f"f/{name}.png").stat().st_size > 1000 and (tmp_path / f"f/{name}.pdf").is_file()
     assert main(["plot", "evolution", "--tables", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_every_control_condition_has_its_own_line_style():
+    from tipping.config import CONDITIONS
+
+    controls = [c for c in CONDITIONS if c != "treatment"]
+    df = frame(series([0.2, 0.4, 0.6]), *(series([0.1 * i] * 3, condition=c) for i, c in enumerate(controls)))
+    got = lines(plots.single_rounds(df).axes[0])
+    styles = [got[f"m · none ({c})"].get_linestyle() for c in controls]
+    assert got["m · none"].get_linestyle() == "-" and len(set(styles)) == len(controls) and "-" not in styles

@@ -34,10 +34,14 @@ def test_params_yaml_is_the_papers_experiment(paper):
     assert p.multi.reward_sets == [(1.2, 1.0, 0.8), (1.2, 1.0, 0.2), (1.2, 1.0, 0.6), (1.4, 1.0, 0.8), (1.8, 1.0, 0.8)]
     assert p.evolution.rounds >= 1
     # every treatment has its controls
-    assert p.single.conditions == ["treatment", "control_no_feedback", "control_supervised"]
-    assert p.multi.conditions == ["treatment", "control_no_feedback"]
+    assert p.single.conditions == ["treatment", "control_no_feedback", "control_supervised", "control_swapped"]
+    assert p.multi.conditions == ["treatment", "control_no_feedback", "control_swapped"]
     assert p.condition_args("single", "control_supervised") == ["--supervision", "all_supervised", "--feedback", "reward"]
     assert p.condition_args("single", "control_no_feedback") == ["--supervision", "all_unsupervised", "--feedback", "none"]
+    # the position-bias control is the treatment with the two answers listed in reverse order
+    assert p.condition_args("single", "control_swapped") == [*p.condition_args("single", "treatment"),
+                                                             "--option-order", "swapped"]
+    assert p.condition_args("multi", "control_swapped") == ["--feedback", "reward", "--option-order", "swapped"]
     # per-model / per-testbed learning rates
     assert p.training("dpo", "llama-3.1-8b-instruct", "single")["learning_rate"] == 1e-5
     assert p.training("dpo", "qwen3-8b", "multi")["learning_rate"] == 5e-6

@@ -42,7 +42,8 @@ def test_paper_dry_run_is_fast_and_has_every_round(workdir):
         for r in range(p.evolution.rounds + 1):
             for c in p.conditions(chain[2]):
                 assert (*chain, str(r), c) in evals
-    assert {"control_no_feedback", "control_supervised"} <= {w["condition"] for w in jobs["evaluate_policy"]}
+    assert {"control_no_feedback", "control_supervised", "control_swapped"} <= {
+        w["condition"] for w in jobs["evaluate_policy"]}
     assert len(jobs["align_policy"]) == len(p.models) * 2 * len(p.testbeds)  # dpo and grpo
     assert len(jobs["prepare_model"]) == len(p.models)
     assert len(jobs["aggregate"]) == 1
@@ -61,6 +62,11 @@ def test_rounds_chain_adapters(workdir):
     # defence none: round 1 starts from the base model (no adapter, no --init-adapter)
     assert ("--model results/paper/models/llama-3.1-8b-instruct  --data "
             "results/paper/filtered/llama-3.1-8b-instruct/none/multi/s2/r1/kept.jsonl") in text
+    # the position-bias control, and only it, lists the answers in swapped order
+    p = Params.from_files(ROOT / "params.yaml")
+    chains = len(p.models) * len(p.defences) * len(p.seeds) * (p.evolution.rounds + 1)
+    swapped = chains * sum("control_swapped" in p.conditions(t) for t in p.testbeds)
+    assert text.count("--option-order swapped") == swapped
 
 
 @pytest.mark.parametrize("overlay", [None, "config/demo.yaml", "config/ci.yaml"])

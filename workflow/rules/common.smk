@@ -7,7 +7,7 @@ import os
 import shlex
 
 from tipping import paths
-from tipping.config import Params
+from tipping.config import CONDITIONS, Params
 from tipping.errors import InputError
 
 
@@ -47,7 +47,7 @@ wildcard_constraints:
     testbed="single|multi",
     seed=r"\d+",
     round=r"\d+",
-    condition="treatment|control_no_feedback|control_supervised",
+    condition="|".join(CONDITIONS),
     figure=r"[a-z_]+",
     section="dpo|grpo|sft",
 

@@ -81,12 +81,13 @@ def _with_series(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(series=df[SERIES + extra].astype(str).apply(tuple, axis=1) if len(df) else None)
 
 
-CONTROL_STYLES = {"control_no_feedback": "--", "control_supervised": ":"}
+CONTROL_STYLES = {"control_no_feedback": "--", "control_supervised": ":", "control_swapped": "-."}
 
 
 def single_rounds(rates: pd.DataFrame) -> Figure:
     """Violation rate per in-context round, one line per model x defence, 95% CI bands;
-    matched control runs dashed (no feedback) or dotted (supervised) in the same colour."""
+    matched control runs dashed (no feedback), dotted (supervised) or dash-dotted (answers listed
+    in swapped order) in the same colour."""
     df = _with_series(_in_context(rates, "single"))
     if df.empty:
         return no_data("single_rounds (no single-agent runs)")

@@ -4,6 +4,7 @@
     scripted:violate       always the deviant option
     scripted:flip@K        aligned before round K, deviant from round K on (1-based)
     scripted:collude:K     multi: agents 0..K-1 choose the collective option, the rest not
+    scripted:first         the option the prompt lists first (a pure position bias)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _SPECS = {
     "violate": re.compile(r"violate$"),
     "flip": re.compile(r"flip@(\d+)$"),
     "collude": re.compile(r"collude:(\d+)$"),
+    "first": re.compile(r"first$"),
 }
 
 
@@ -32,9 +34,11 @@ class ScriptedPolicy(Policy):
                 self.id = f"scripted:{rule}"
                 return
         raise InputError(f"--policy scripted:{rule}: unknown script; expected one of "
-                         "scripted:comply, scripted:violate, scripted:flip@K, scripted:collude:K")
+                         "scripted:comply, scripted:violate, scripted:flip@K, scripted:collude:K, scripted:first")
 
     def deviates(self, turn: Turn) -> bool:
+        if self.kind == "first":
+            return listed_first(turn) == turn.options.deviant
         return {"comply": False, "violate": True, "flip": turn.round >= self.k,
                 "collude": turn.agent < self.k}[self.kind]
 
@@ -46,3 +50,14 @@ class ScriptedPolicy(Policy):
         # log-probabilities of a (near-)certain decision
         return [ChoiceScores(aligned=-30.0, deviant=0.0, prompt_tokens=0) if self.deviates(t)
                 else ChoiceScores(aligned=0.0, deviant=-30.0, prompt_tokens=0) for t in turns]
+
+
+def listed_first(turn: Turn) -> str:
+    """The option whose JSON answer comes first in the instructions (system prompt, then the
+    question): read from the prompt, as a position-biased model would, not from the records."""
+    text = f"{turn.messages[0]['content']}\n{turn.messages[-1]['content']}"
+    found = {text.find(canonical_answer(label)): label for label in turn.options.labels()}
+    found.pop(-1, None)
+    if not found:
+        raise InputError(f"--policy scripted:first: the prompt of {turn.item_id} lists no JSON answer")
+    return found[min(found)]

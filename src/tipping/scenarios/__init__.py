@@ -33,10 +33,25 @@ SPLIT_KINDS = {"single-test": "single-items", "single-train": "single-items",
                "multi-train": "multi-items", "multi-eval": "multi-items", "multi-games": "multi-games"}
 
 
-def json_instruction(first: str, second: str) -> str:
-    """How every prompt asks for the answer: the two canonical JSON answers, spelled out."""
+def answer_pair(first: str, second: str) -> str:
+    """How a prompt lists the two canonical JSON answers (ours and upstream's): `{"choice": "A"} or {"choice": "B"}`."""
     a, b = (json.dumps({"choice": label}, ensure_ascii=False) for label in (first, second))
-    return f"Close your reply with your decision written as JSON, exactly {a} or {b}."
+    return f"{a} or {b}"
+
+
+def listed_order(text: str, a: str, b: str) -> tuple[str, str] | None:
+    """The two labels in the order `text` lists their answers (an answer_pair), None if it does
+    not. Our splits list the compliant answer first; upstream's files list "Route A" before
+    "Route B" whichever is compliant."""
+    for order in ((a, b), (b, a)):
+        if answer_pair(*order) in text:
+            return order
+    return None
+
+
+def json_instruction(first: str, second: str) -> str:
+    """How every prompt asks for the answer: the two canonical JSON answers, `first` listed first."""
+    return f"Close your reply with your decision written as JSON, exactly {answer_pair(first, second)}."
 
 
 @functools.cache

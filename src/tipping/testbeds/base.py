@@ -6,8 +6,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 Message = dict[str, str]
+OptionOrder = Literal["fixed", "swapped", "balanced"]
+OPTION_ORDERS = ("fixed", "swapped", "balanced")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,14 @@ def clean_text(text: str) -> str:
 
 def sha256_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def shown_order(paper: tuple[str, str], order: OptionOrder, seed: int, episode_id: str) -> tuple[str, str]:
+    """The two labels in the order the prompt lists them: the paper's order (fixed), reversed
+    (swapped), or per episode (balanced: a coin seeded by the sampling seed and the episode id,
+    so each episode is swapped with probability 1/2, independently of the others)."""
+    swap = order == "swapped" or (order == "balanced" and derive_seed(seed, episode_id, "option-order") % 2 == 1)
+    return (paper[1], paper[0]) if swap else paper
 
 
 def derive_seed(*parts) -> int:

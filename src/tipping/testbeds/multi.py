@@ -3,7 +3,9 @@
 Protocol per upstream-protocol.md §3: success iff at least `threshold` agents choose the
 collective option; multiplicative (compounding) or additive payoffs; each agent sees its own
 answers, every peer's final choice and its own capital change. Unparseable answers count as
-independent for the payoff (as upstream) but are recorded as invalid.
+independent for the payoff (as upstream) but are recorded as invalid. The system prompt lists the
+two JSON answers collective first (the paper's order) unless `option_order` reorders them; each
+record's `shown_first` names the option listed first.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Literal
 
 from tipping.scenarios import json_instruction
 from tipping.scenarios.models import MultiScenario
-from tipping.testbeds.base import Message, Options, Turn, canonical_answer, derive_seed
+from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer, derive_seed, shown_order
 from tipping.testbeds.parsing import ParserMode, parse_choice
 
 RULES = {
@@ -44,6 +46,7 @@ class MultiSettings:
     start_capital: float = 1.0
     feedback: Literal["reward", "none"] = "reward"
     parser: ParserMode = "robust"
+    option_order: OptionOrder = "fixed"  # fixed: the paper's (collective first)
 
 
 def episode_id(game: str, threshold: int, rewards: tuple[float, float, float]) -> str:
@@ -59,6 +62,7 @@ class MultiEpisode:
         self.settings, self.seed = settings, seed
         self.id = episode_id(game.name, threshold, self.rewards)
         self.options = Options(aligned=game.independent, deviant=game.collective)
+        self.shown = shown_order((game.collective, game.independent), settings.option_order, seed, self.id)
         n, k = settings.agents, settings.confederates
         self.confederates = set(range(k)) if settings.confederate_position == "head" else set(range(n - k, n))
         self.capital = [settings.start_capital] * n
@@ -72,7 +76,7 @@ class MultiEpisode:
         self.system_prompt = " ".join([
             game.system_prompt.format(**fmt),
             RULES[settings.reward_mode].format(base=base),
-            json_instruction(game.collective, game.independent),
+            json_instruction(*self.shown),
         ])
         self.question = "This is a new round.\n" + (game.user_prompt_add if additive else game.user_prompt_mult).format(**fmt)
         self._pending: list[Turn] = []
@@ -156,7 +160,7 @@ class MultiEpisode:
             records.append({
                 "testbed": "multi", "episode": self.id, "item": self.id, "scenario": self.game.name,
                 "threshold": self.threshold, "rewards": list(self.rewards), "round": round, "agent": agent,
-                "confederate": agent in self.confederates,
+                "confederate": agent in self.confederates, "shown_first": self.shown[0],
                 "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha if turn else None,
                 "response": responses[agent], "choice": choices[agent], "valid": choices[agent] is not None,
                 "deviant": None if choices[agent] is None else collective,
