@@ -48,6 +48,9 @@ def test_bootstrap_resamples():
     # the normal approximation: 0.5 +- 1.96 * sqrt(0.25 / 20) = (0.28, 0.72)
     assert mean == 0.5 and 0.2 < low < 0.35 and 0.65 < high < 0.8
     assert bootstrap_mean([0.3]) == (0.3, 0.3, 0.3)
+    # seeded: continuous values (whose quantiles vary from draw to draw) give the same interval twice
+    values = [(i * 0.37) % 1 for i in range(25)]
+    assert bootstrap_mean(values) == bootstrap_mean(values)
     empty = bootstrap_mean([])
     assert math.isnan(empty[0]) and empty[1:] == (0.0, 1.0)
 

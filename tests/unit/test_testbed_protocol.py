@@ -128,7 +128,7 @@ def test_multi_parses_with_its_own_mode_and_testbed(parser, valid):
     """`choice: invest}`: the multi-agent paper regex takes `invest}` (no label), the single-agent one
     and the robust parser read `invest`; a testbed that ignored its parser settings would differ."""
     _, [(_, recs)] = play(MultiSettings(agents=1, rounds=1, parser=parser), lambda t: "choice: invest}", threshold=1)
-    assert recs[0]["valid"] is valid
+    assert recs[0]["valid"] is valid and recs[0]["deviant"] is (True if valid else None)
     # paper mode takes the first decision, robust the last
     _, [(_, recs)] = play(MultiSettings(agents=1, rounds=1, parser=parser), threshold=1,
                           decide=lambda t: canonical_answer("invest") + " no, " + canonical_answer("keep money"))
