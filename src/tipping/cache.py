@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tipping.outputs import atomic_write_text
-from tipping.testbeds.base import sha256_json
+from tipping.testbeds.base import Turn, sha256_json
+
+if TYPE_CHECKING:
+    from tipping.policies.base import Sampling
 
 
 class ResponseCache:
@@ -21,8 +25,10 @@ class ResponseCache:
         self.root = Path(root)
 
     @staticmethod
-    def key(**parts) -> str:
-        return sha256_json(parts)
+    def key(policy: str, decision: str, turn: Turn, sampling: Sampling) -> str:
+        """Everything that decides a turn's answer: who answers, how, to what, drawn with which seed."""
+        return sha256_json({"policy": policy, "decision": decision, "prompt": turn.prompt_sha,
+                            "options": turn.options.labels(), "sampling": sampling.to_dict(), "seed": turn.seed})
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

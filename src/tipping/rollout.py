@@ -69,10 +69,6 @@ class Engine:
         self.prompts: dict[str, list] = {}  # prompt_sha -> conversation, in first-seen order
         self._bar = None
 
-    def _key(self, turn: Turn) -> str:
-        return ResponseCache.key(policy=self.policy.id, decision=self.decision, prompt=turn.prompt_sha,
-                                 options=turn.options.labels(), sampling=self.sampling.to_dict(), seed=turn.seed)
-
     def _compute(self, turns: Sequence[Turn]) -> list[dict]:
         if self.decision == "generate":
             return [{"text": clean_text(c.text), "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
@@ -91,7 +87,8 @@ class Engine:
         """Answers for one round of turns: cached ones read, the rest computed in chunks and
         cached right away (a kill loses at most the chunk in flight)."""
         values: list[dict | None] = [None] * len(turns)
-        keys = [self._key(t) for t in turns] if self.cache else [None] * len(turns)
+        keys = ([ResponseCache.key(self.policy.id, self.decision, t, self.sampling) for t in turns]
+                if self.cache else [None] * len(turns))
         todo = []
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache else None
