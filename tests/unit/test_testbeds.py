@@ -131,7 +131,8 @@ def test_multi_failure_payoffs_compound_and_feedback_text():
     assert rounds[1][1][0]["reward"] == pytest.approx(-0.16)
     history = rounds[1][0][0].messages  # agent 0, round 2: system + 4 + question
     assert len(history) == 6
-    assert history[3]["content"] == "Other agents' decisions: " + "; ".join(
+    # every agent is listed, the reader too (as upstream: the line never tells an agent its own index)
+    assert history[3]["content"] == "Other agents' decisions: Agent 0 final choice: invest; " + "; ".join(
         f"Agent {j} final choice: keep money" for j in range(1, 8))
     assert history[4]["content"] == ("Outcome: Collective choices: 1/8 (12.50%). Cooperation failed. "
                                      "Collective x0.8, independent x1.0.. Your reward (delta): -0.19999999999999996")
@@ -174,7 +175,8 @@ def test_peer_history_full_shows_responses():
     _, rounds = play_multi(MultiSettings(agents=2, rounds=2, peer_history="full"), 1, (1.2, 1.0, 0.8),
                            lambda t: f"agent {t.agent} says " + canonical_answer("keep money"))
     peers = rounds[1][0][0].messages[3]["content"]
-    assert peers == 'Other agents\' decisions: Agent 1: agent 1 says {"choice": "keep money"}'
+    assert peers == ('Other agents\' decisions: Agent 0: agent 0 says {"choice": "keep money"}; '
+                     'Agent 1: agent 1 says {"choice": "keep money"}')
 
 
 def test_multi_system_prompt_and_question():

@@ -149,7 +149,7 @@ class MultiEpisode:
             peers = "; ".join(
                 f"Agent {j}: {responses[j]}" if s.peer_history == "full"
                 else f"Agent {j} final choice: {choices[j] or UNPARSED}"
-                for j in range(n) if j != agent)
+                for j in range(n))  # itself included, as upstream: the line never reveals its own index
             past = [{"role": "user", "content": self.question},
                     {"role": "assistant", "content": responses[agent]},
                     {"role": "user", "content": f"Other agents' decisions: {peers}"}]
