@@ -16,6 +16,7 @@ What counts as one prompt:
 
 from __future__ import annotations
 
+import functools
 import os
 
 from tipping import pipeline, scenarios
@@ -30,10 +31,16 @@ _REQUIRED = {("run", "single"): _POLICY, ("run", "multi"): _POLICY, ("align", "p
              ("align", "grpo"): ["--model", os.devnull, "--out", os.devnull]}
 
 
-def _parse(job: pipeline.Job):
+@functools.cache
+def _parser():
     from tipping.cli import build_parser
 
-    return build_parser().parse_args([*job.command, *job.args, *_REQUIRED[job.command]])
+    return build_parser()
+
+
+def parse_job(job: pipeline.Job):
+    """The job's arguments as its command reads them."""
+    return _parser().parse_args([*job.command, *job.args, *_REQUIRED[job.command]])
 
 
 def decision_problem(scenario: str, n: int, threshold: int, rewards) -> str:
@@ -60,7 +67,7 @@ def job_prompts(job: pipeline.Job) -> list[frozenset[str]]:
     """The prompts of every item or episode the job plays or trains on (one set per unit)."""
     from tipping.commands import multi_plan, single_plan
 
-    args = _parse(job)
+    args = parse_job(job)
     if job.command[0] == "align":  # pairs and GRPO train on the items load_prompts reads
         units = scenarios.load_any(args.items, args.items_seed)[: args.limit]
         if not all(isinstance(u, (SingleItem, MultiItem)) for u in units):

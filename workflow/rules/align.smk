@@ -7,7 +7,7 @@ rule make_preference_pairs:
     output:
         paths.preference_pairs(ROOT),
     params:
-        items=lambda wc: _args(pipeline.pairs_args(P, wc.testbed)),
+        data=lambda wc: _args(pipeline.pairs_args(P, wc.testbed)),
         policy=lambda wc, input: P.policy(wc.model, input.model, None),
         decision=lambda wc: P.model_settings[wc.model].decision,
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
@@ -21,7 +21,7 @@ rule make_preference_pairs:
         paths.benchmark(ROOT, "make_preference_pairs", "{model}_{testbed}")
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping align pairs {params.items} --policy {params.policy}"
+        "python -m tipping align pairs {params.data} --policy {params.policy}"
         " --decision {params.decision} {params.sampling}"
         " --cache-dir {params.cache} --no-progress --out {output} > {log} 2>&1"
 
