@@ -20,6 +20,8 @@ import functools
 import os
 
 from tipping import pipeline, scenarios
+from tipping.cli import build_parser
+from tipping.commands import multi_plan, single_plan
 from tipping.config import Params
 from tipping.errors import InputError
 from tipping.scenarios.models import MultiItem, SingleItem
@@ -33,8 +35,6 @@ _REQUIRED = {("run", "single"): _POLICY, ("run", "multi"): _POLICY, ("align", "p
 
 @functools.cache
 def _parser():
-    from tipping.cli import build_parser
-
     return build_parser()
 
 
@@ -65,7 +65,6 @@ def episode_prompts(episode) -> set[str]:
 
 def job_prompts(job: pipeline.Job) -> list[frozenset[str]]:
     """The prompts of every item or episode the job plays or trains on (one set per unit)."""
-    from tipping.commands import multi_plan, single_plan
 
     args = parse_job(job)
     if job.command[0] == "align":  # pairs and GRPO train on the items load_prompts reads

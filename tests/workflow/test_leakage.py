@@ -45,6 +45,12 @@ def test_the_check_command_prints_one_line_per_policy(capsys):
     assert lines[-1].startswith("ok:") and all(" 0 shared of " in line for line in lines[:-1])
 
 
+def test_a_missing_params_file_is_one_line(tmp_path, capsys):
+    assert main(["items", "check", "--params", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nope.yaml: file not found" in err and len(err.splitlines()) == 1
+
+
 def _overlay(tmp_path, data: dict):
     path = tmp_path / "overlay.yaml"
     path.write_text(yaml.safe_dump(data))
