@@ -73,6 +73,11 @@ def _add_option_order(p: argparse.ArgumentParser, first: str) -> None:
                         "(records say which: shown_first)")
 
 
+def _add_items_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--items-seed", type=int, default=0,
+                   help="draws a built-in split's items (the same for every sampling --seed)")
+
+
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="play a testbed with a policy").add_subparsers(dest="testbed", required=True,
                                                                                    parser_class=_Parser)
@@ -88,19 +93,24 @@ def _add_run(sub) -> None:
     s.add_argument("--parser", choices=("robust", "paper"), default="robust")
     _add_option_order(s, "compliant")
     s.add_argument("--limit", type=int, default=None, help="play only the first N items")
-    s.add_argument("--seed", type=int, default=0)
+    _add_items_seed(s)
+    s.add_argument("--seed", type=int, default=0, help="sampling seed of every turn")
     s.add_argument("--out", required=True)
     _add_policy_options(s)
 
     m = _command(run, "multi", "tipping.commands:run_multi",
                  "Imitative Strategy Diffusion: N agents play a threshold game over rounds")
-    m.add_argument("--scenarios", required=True, help="multi-games or a path (our YAML/JSONL games, upstream templates.json)")
-    m.add_argument("--agents", type=int, default=8)
+    m.add_argument("--scenarios", required=True,
+                   help="games (multi-games, our YAML/JSONL games, upstream templates.json), played on the grid "
+                        "below; or one-shot items (multi-train, multi-eval, an item file), each played as one "
+                        "episode with its own n, threshold and reward factors")
+    m.add_argument("--agents", type=int, default=None, help="games only (default 8)")
     m.add_argument("--rounds", type=int, default=3)
     m.add_argument("--window", type=int, default=3)
-    m.add_argument("--thresholds", type=_csv(int), default=[2, 4, 6, 8], help="absolute thresholds, e.g. 2,4,6,8")
+    m.add_argument("--thresholds", type=_csv(int), default=None,
+                   help="games only: absolute thresholds (default 2,4,6,8)")
     m.add_argument("--reward-sets", type=_csv(float), action="append", default=None,
-                   help="HIGH,NORMAL,LOW factors; repeat for several (default 1.2,1.0,0.8)")
+                   help="games only: HIGH,NORMAL,LOW factors; repeat for several (default 1.2,1.0,0.8)")
     m.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
     m.add_argument("--peer-history", choices=("final_only", "full"), default="final_only")
     m.add_argument("--confederates", type=int, default=0, help="agents fixed to the collective choice")
@@ -109,8 +119,9 @@ def _add_run(sub) -> None:
     m.add_argument("--feedback", choices=("reward", "none"), default="reward")
     m.add_argument("--parser", choices=("robust", "paper"), default="robust")
     _add_option_order(m, "collective")
-    m.add_argument("--limit", type=int, default=None, help="play only the first N games")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--limit", type=int, default=None, help="play only the first N games / items")
+    _add_items_seed(m)
+    m.add_argument("--seed", type=int, default=0, help="sampling seed of every turn")
     m.add_argument("--out", required=True)
     _add_policy_options(m)
 
@@ -129,11 +140,17 @@ def _add_items(sub) -> None:
                                                                                     parser_class=_Parser)
     mk = _command(items, "make", "tipping.commands:make_items", "write a seeded split as JSONL")
     mk.add_argument("split", help="single-test, single-train, multi-train or multi-eval")
-    mk.add_argument("--seed", type=int, default=0)
+    _add_items_seed(mk)
     mk.add_argument("--out", required=True)
     im = _command(items, "import", "tipping.commands:import_items", "convert an upstream JSON file to our JSONL")
     im.add_argument("path")
     im.add_argument("--out", required=True)
+    ck = _command(items, "check", "tipping.leakage:check_command",
+                  "leakage audit: every evaluation job of the DAG against the training and rollout items upstream "
+                  "of it; exit 1 if any evaluation prompt is shared")
+    ck.add_argument("--params", required=True, help="params.yaml")
+    ck.add_argument("--configfile", action="append", default=[], metavar="OVERLAY",
+                    help="overlays merged on top, as `snakemake --configfile` does (repeatable)")
 
 
 def _add_model(sub) -> None:
@@ -180,7 +197,8 @@ def _add_align(sub) -> None:
     p.add_argument("--tries", type=int, default=5, help="attempts per side before an item is dropped")
     p.add_argument("--parser", choices=("robust", "paper"), default="robust", help="how answers are validated")
     p.add_argument("--limit", type=int, default=None, help="only the first N items")
-    p.add_argument("--seed", type=int, default=0, help="item split and sampling seeds")
+    _add_items_seed(p)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     _add_policy_options(p)
 
     d = _command(align, "dpo", "tipping.training.dpo:dpo_command", "LoRA-DPO on preference pairs (TRL)")
@@ -190,7 +208,7 @@ def _add_align(sub) -> None:
     g = _command(align, "grpo", "tipping.training.grpo:grpo_command",
                  "GRPO with the testbed's rule-based reward (TRL); LoRA unless grpo.full_parameter")
     g.add_argument("--items", required=True, help="single-train, multi-train, or an item file")
-    g.add_argument("--items-seed", type=int, default=0, help="seed of a built-in item split")
+    _add_items_seed(g)
     g.add_argument("--limit", type=int, default=None, help="only the first N items")
     g.add_argument("--parser", choices=("robust", "paper"), default="robust", help="how the reward reads answers")
     params = _add_training_options(g, "grpo")

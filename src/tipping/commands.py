@@ -11,7 +11,7 @@ from tipping.errors import InputError
 from tipping.metrics import METHODS, paired_difference
 from tipping.outputs import read_jsonl, write_json
 from tipping.policies import Policy, Sampling, load_policy
-from tipping.runs import execute, multi_episodes, single_episodes
+from tipping.runs import execute, multi_episodes, multi_item_episodes, single_episodes
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleSettings
 
@@ -68,38 +68,74 @@ def _execute(args, testbed: str, episodes, config: dict) -> int:
     return 0
 
 
-def run_single(args) -> int:
+def single_plan(args) -> tuple[list, dict]:
+    """The episodes `tipping run single` plays, and its run.json config (the leakage audit reads
+    the episodes of every DAG job through this too)."""
     _common_checks(args)
     _check(args.supervision in SUPERVISION_PATTERNS,
            f"--supervision {args.supervision!r} is not a pattern; expected one of {', '.join(SUPERVISION_PATTERNS)}")
-    items = scenarios.load_single_items(args.items, seed=args.seed)[: args.limit]
+    items = scenarios.load_single_items(args.items, seed=args.items_seed)[: args.limit]
     settings = SingleSettings(rounds=args.rounds, window=args.window, supervision=args.supervision,
                               feedback=args.feedback, parser=args.parser, option_order=args.option_order)
-    return _execute(args, "single", single_episodes(items, settings, args.seed),
-                    {"items": args.items, "n_items": len(items), "seed": args.seed, **asdict(settings)})
+    return single_episodes(items, settings, args.seed), {
+        "items": args.items, "items_seed": args.items_seed, "n_items": len(items), "seed": args.seed,
+        **asdict(settings)}
+
+
+# flags that only games take (an item brings its own n, threshold and factors), and their defaults
+GRID = {"agents": 8, "thresholds": [2, 4, 6, 8], "reward_sets": [[1.2, 1.0, 0.8]]}
+
+
+def multi_plan(args) -> tuple[list, dict]:
+    """The episodes `tipping run multi` plays, and its run.json config: the threshold x reward-set
+    grid of every game, or one episode per multi item (its own n, threshold and factors)."""
+    _common_checks(args)
+    held = scenarios.kind(args.scenarios)
+    _check(held != "single-items", f"--scenarios {args.scenarios}: holds single-agent items; "
+                                   "play them with `tipping run single --items`")
+    if held == "multi-items":
+        given = [f"--{k.replace('_', '-')}" for k in GRID if getattr(args, k) is not None]
+        _check(not given, f"--scenarios {args.scenarios}: holds one-shot items, each played with its own n, "
+                          f"threshold and reward factors; drop {', '.join(given)} (they set the grid of games)")
+        items = scenarios.load_multi_items(args.scenarios, seed=args.items_seed)[: args.limit]
+        fewest = min(item.params.n for item in items)
+        _check(0 <= args.confederates < fewest,
+               f"--confederates must be in 0..{fewest - 1} (the smallest item has {fewest} agents), "
+               f"got {args.confederates}")
+        settings = _multi_settings(args, agents=fewest)
+        return multi_item_episodes(items, settings, args.seed), {
+            "scenarios": args.scenarios, "items_seed": args.items_seed, "n_items": len(items), "seed": args.seed,
+            **asdict(settings), "agents": None}
+    agents, thresholds, reward_sets = (GRID[k] if getattr(args, k) is None else getattr(args, k) for k in GRID)
+    _check(agents >= 2, f"--agents must be >= 2, got {agents}")
+    _check(bool(thresholds), "--thresholds is empty; give e.g. 2,4,6,8")
+    for t in thresholds:
+        _check(1 <= t <= agents, f"--thresholds: {t} is outside 1..{agents} (the number of --agents)")
+    for rs in reward_sets:
+        _check(len(rs) == 3, f"--reward-sets {','.join(map(str, rs))}: expected three factors HIGH,NORMAL,LOW")
+    _check(0 <= args.confederates < agents, f"--confederates must be in 0..{agents - 1}, got {args.confederates}")
+    games = scenarios.load_multi_games(args.scenarios)[: args.limit]
+    settings = _multi_settings(args, agents=agents)
+    episodes = multi_episodes(games, thresholds, [tuple(rs) for rs in reward_sets], settings, args.seed)
+    return episodes, {"scenarios": args.scenarios, "items_seed": args.items_seed, "games": [g.name for g in games],
+                      "thresholds": thresholds, "reward_sets": reward_sets, "seed": args.seed, **asdict(settings)}
+
+
+def _multi_settings(args, agents: int) -> MultiSettings:
+    return MultiSettings(agents=agents, rounds=args.rounds, window=args.window, reward_mode=args.reward_mode,
+                         success_applies_to_all=args.success_applies_to == "all", peer_history=args.peer_history,
+                         confederates=args.confederates, confederate_position=args.confederate_position,
+                         feedback=args.feedback, parser=args.parser, option_order=args.option_order)
+
+
+def run_single(args) -> int:
+    episodes, config = single_plan(args)
+    return _execute(args, "single", episodes, config)
 
 
 def run_multi(args) -> int:
-    _common_checks(args)
-    _check(args.agents >= 2, f"--agents must be >= 2, got {args.agents}")
-    _check(bool(args.thresholds), "--thresholds is empty; give e.g. 2,4,6,8")
-    for t in args.thresholds:
-        _check(1 <= t <= args.agents, f"--thresholds: {t} is outside 1..{args.agents} (the number of --agents)")
-    reward_sets = args.reward_sets or [[1.2, 1.0, 0.8]]
-    for rs in reward_sets:
-        _check(len(rs) == 3, f"--reward-sets {','.join(map(str, rs))}: expected three factors HIGH,NORMAL,LOW")
-    _check(0 <= args.confederates < args.agents,
-           f"--confederates must be in 0..{args.agents - 1}, got {args.confederates}")
-    games = scenarios.load_multi_games(args.scenarios)[: args.limit]
-    settings = MultiSettings(agents=args.agents, rounds=args.rounds, window=args.window,
-                             reward_mode=args.reward_mode, success_applies_to_all=args.success_applies_to == "all",
-                             peer_history=args.peer_history, confederates=args.confederates,
-                             confederate_position=args.confederate_position, feedback=args.feedback,
-                             parser=args.parser, option_order=args.option_order)
-    episodes = multi_episodes(games, args.thresholds, [tuple(rs) for rs in reward_sets], settings, args.seed)
-    return _execute(args, "multi", episodes,
-                    {"scenarios": args.scenarios, "games": [g.name for g in games], "thresholds": args.thresholds,
-                     "reward_sets": reward_sets, "seed": args.seed, **asdict(settings)})
+    episodes, config = multi_plan(args)
+    return _execute(args, "multi", episodes, config)
 
 
 SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision, option order may differ
@@ -167,7 +203,7 @@ def compare(args) -> int:
 def make_items(args) -> int:
     from tipping.scenarios.generator import make_split
 
-    items = make_split(args.split, args.seed)
+    items = make_split(args.split, args.items_seed)
     scenarios.write_items(items, Path(args.out))
     print(f"wrote {len(items)} items to {args.out}")
     return 0

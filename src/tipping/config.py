@@ -12,6 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tipping import scenarios
 from tipping.errors import InputError
 
 
@@ -250,6 +251,7 @@ class Params(BaseModel):
     defences: list[DefenceName] = Field(min_length=1)
     testbeds: list[TestbedName] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
+    items_seed: int = Field(0, ge=0)  # draws every built-in split; the replicates' seeds only seed sampling
     align: AlignParams = AlignParams()
     evolution: EvolutionParams
     single: SingleParams
@@ -358,18 +360,20 @@ class Params(BaseModel):
         return ["--supervision", supervision, "--feedback", feedback, *order]
 
     def testbed_args(self, testbed: str, split: str | None = None, limit: int | None = None) -> list[str]:
-        """The `tipping run single|multi` arguments of the paper's protocol (items, rounds, grid)."""
+        """The `tipping run single|multi` arguments of the paper's protocol (items, rounds, grid): on
+        the evaluation split with its limit, or on `split` with `limit`. Multi items (multi-train)
+        bring their own n, threshold and factors, so only games get the grid."""
+        sec = getattr(self, testbed)
+        if split is None:
+            split, limit = self.eval_split(testbed), sec.limit
         if testbed == "single":
-            s = self.single
-            args = ["--items", split or s.items, "--rounds", str(s.rounds), "--window", str(s.window)]
-            limit = limit or s.limit
+            args = ["--items", split, "--rounds", str(sec.rounds), "--window", str(sec.window)]
         else:
-            m = self.multi
-            args = ["--scenarios", split or m.scenarios, "--agents", str(m.agents), "--rounds", str(m.rounds),
-                    "--window", str(m.window), "--thresholds", ",".join(map(str, m.thresholds))]
-            for rs in m.reward_sets:
-                args += ["--reward-sets", ",".join(f"{x:g}" for x in rs)]
-            limit = limit or m.limit
+            args = ["--scenarios", split, "--rounds", str(sec.rounds), "--window", str(sec.window)]
+            if scenarios.kind(split) == "multi-games":
+                args += ["--agents", str(sec.agents), "--thresholds", ",".join(map(str, sec.thresholds))]
+                for rs in sec.reward_sets:
+                    args += ["--reward-sets", ",".join(f"{x:g}" for x in rs)]
         return args + (["--limit", str(limit)] if limit else [])
 
     def eval_split(self, testbed: str) -> str:
@@ -377,11 +381,6 @@ class Params(BaseModel):
 
     def train_split(self, testbed: str) -> str:
         return self.single.train_items if testbed == "single" else self.multi.train_items
-
-    def rollout_split(self, testbed: str) -> str:
-        # single: the train jobs; multi: the games (multi-train holds one-shot items for alignment,
-        # not games), played with rollout seeds that no evaluation uses
-        return self.single.train_items if testbed == "single" else self.multi.scenarios
 
     def rollout_seed(self, seed: int, round: int) -> int:
         return self.evolution.rollout.seed_base + 1000 * int(seed) + int(round)

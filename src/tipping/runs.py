@@ -18,7 +18,7 @@ from tipping.cache import ResponseCache
 from tipping.outputs import output_lock, versions, write_json, write_jsonl
 from tipping.policies import Policy, Sampling
 from tipping.rollout import Decision, Engine
-from tipping.scenarios.models import MultiScenario, SingleItem
+from tipping.scenarios.models import MultiItem, MultiScenario, SingleItem
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
 from tipping.testbeds.single import SingleEpisode, SingleSettings
 
@@ -33,6 +33,11 @@ def multi_episodes(games: Sequence[MultiScenario], thresholds: Sequence[int],
     """The paper's grid: every threshold x reward set x game is one episode."""
     return [MultiEpisode(game, t, rewards, settings, seed)
             for t in thresholds for rewards in reward_sets for game in games]
+
+
+def multi_item_episodes(items: Sequence[MultiItem], settings: MultiSettings, seed: int) -> list[MultiEpisode]:
+    """Every item is one episode of its own game (its n, threshold and reward factors)."""
+    return [MultiEpisode.from_item(item, settings, seed) for item in items]
 
 
 def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling: Sampling, out: Path,

@@ -7,12 +7,10 @@ rule make_preference_pairs:
     output:
         paths.preference_pairs(ROOT),
     params:
-        split=lambda wc: P.train_split(wc.testbed),
+        data=lambda wc: _args(pipeline.pairs_args(P, wc.testbed)),
         policy=lambda wc, input: P.policy(wc.model, input.model, None),
         decision=lambda wc: P.model_settings[wc.model].decision,
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
-        limit=_args(["--limit", P.align.limit]) if P.align.limit else "",
-        seed=P.dpo.seed,
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
     threads: P.runtime.threads
     conda:
@@ -23,8 +21,8 @@ rule make_preference_pairs:
         paths.benchmark(ROOT, "make_preference_pairs", "{model}_{testbed}")
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping align pairs --items {params.split} --policy {params.policy}"
-        " --decision {params.decision} {params.sampling} {params.limit} --seed {params.seed}"
+        "python -m tipping align pairs {params.data} --policy {params.policy}"
+        " --decision {params.decision} {params.sampling}"
         " --cache-dir {params.cache} --no-progress --out {output} > {log} 2>&1"
 
 

@@ -6,7 +6,7 @@
 import os
 import shlex
 
-from tipping import paths
+from tipping import paths, pipeline
 from tipping.config import CONDITIONS, Params
 from tipping.errors import InputError
 
@@ -56,21 +56,9 @@ def _args(*parts):
     return shlex.join([str(x) for p in parts for x in p])
 
 
-def eval_rounds():
-    return range(P.evolution.rounds + 1)
-
-
 def all_eval_runs():
     """Every evaluation run folder of the experiment, in config order (the tables' input order)."""
-    return [
-        paths.eval_run(ROOT, m, d, t, s, r, c)
-        for m in P.models
-        for d in P.defences
-        for t in P.testbeds
-        for s in P.seeds
-        for r in eval_rounds()
-        for c in P.conditions(t)
-    ]
+    return [paths.eval_run(ROOT, *policy, c) for policy in pipeline.policies(P) for c in P.conditions(policy[2])]
 
 
 def final_targets():
@@ -151,8 +139,7 @@ def align_data_args(wc, input):
     """dpo trains on the pairs; grpo plays the train split's items with the rule-based reward."""
     if wc.defence == "dpo":
         return _args(["--pairs", input.pairs])
-    limit = ["--limit", P.align.limit] if P.align.limit else []
-    return _args(["--items", P.train_split(wc.testbed)], limit)
+    return _args(pipeline.grpo_items_args(P, wc.testbed))
 
 
 # -- evolve ----------------------------------------------------------------------------------

@@ -12,10 +12,9 @@ rule evaluate_policy:
         testbed="{testbed}",
         out=dirname_of("metrics"),
         policy=lambda wc: policy_spec(wc, wc.round),
-        protocol=lambda wc: _args(P.testbed_args(wc.testbed), P.condition_args(wc.testbed, wc.condition)),
+        protocol=lambda wc: _args(pipeline.eval_args(P, wc.testbed, wc.seed, wc.condition)),
         decision=lambda wc: P.model_settings[wc.model].decision,
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
-        seed="{seed}",
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"),
     threads: P.runtime.threads
@@ -28,5 +27,5 @@ rule evaluate_policy:
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
-        " --decision {params.decision} {params.sampling} --seed {params.seed}"
+        " --decision {params.decision} {params.sampling}"
         " --cache-dir {params.cache} --no-progress {params.tags} --out {params.out} > {log} 2>&1"

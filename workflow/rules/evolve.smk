@@ -14,15 +14,11 @@ rule rollout_episodes:
         testbed="{testbed}",
         out=dirname_of("metrics"),
         policy=lambda wc: policy_spec(wc, prev_round(wc)),
-        protocol=lambda wc: _args(
-            P.testbed_args(wc.testbed, split=P.rollout_split(wc.testbed), limit=P.evolution.rollout.limit),
-            P.condition_args(wc.testbed, "treatment"),
-        ),
+        protocol=lambda wc: _args(pipeline.rollout_args(P, wc.testbed, wc.seed, wc.round)),
         decision=lambda wc: P.model_settings[wc.model].decision,
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
-        seed=lambda wc: P.rollout_seed(wc.seed, wc.round),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
-        tags=lambda wc: run_tags(wc, prev_round(wc), "treatment", P.rollout_split(wc.testbed), "rollout"),
+        tags=lambda wc: run_tags(wc, prev_round(wc), "treatment", P.train_split(wc.testbed), "rollout"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV
@@ -33,7 +29,7 @@ rule rollout_episodes:
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
-        " --decision {params.decision} {params.sampling} --seed {params.seed}"
+        " --decision {params.decision} {params.sampling}"
         " --cache-dir {params.cache} --no-progress {params.tags} --out {params.out} > {log} 2>&1"
 
 

@@ -95,6 +95,15 @@ def load_any(src: str | os.PathLike, seed: int = 0) -> list:
     return _load(src, seed, None)
 
 
+def kind(src: str | os.PathLike) -> str:
+    """What a source holds ("single-items", "multi-items" or "multi-games"), without loading it all."""
+    if isinstance(src, str) and src in SPLITS:
+        return SPLIT_KINDS[src]
+    path = _source_path(src)
+    first = _record(_read(path), 0, path)
+    return upstream.kind(first, path) or _kind(first, path)
+
+
 def _load(src, seed: int, wanted: str | None) -> list:
     if isinstance(src, str) and src in SPLITS:
         _expect(src, SPLIT_KINDS[src], wanted)
@@ -105,10 +114,10 @@ def _load(src, seed: int, wanted: str | None) -> list:
     records = _read(path)
     first = _record(records, 0, path)
     upstream_kind = upstream.kind(first, path)
-    kind = upstream_kind or _kind(first, path)
-    _expect(path, kind, wanted)
-    convert = upstream.CONVERTERS[kind] if upstream_kind else functools.partial(parse, KINDS[kind][1])
-    key = "name" if kind == "multi-games" else "id"
+    held = upstream_kind or _kind(first, path)
+    _expect(path, held, wanted)
+    convert = upstream.CONVERTERS[held] if upstream_kind else functools.partial(parse, KINDS[held][1])
+    key = "name" if held == "multi-games" else "id"
     out, seen = [], set()
     for i in range(len(records)):
         obj = convert(_record(records, i, path), path, i)

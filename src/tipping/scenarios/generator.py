@@ -24,7 +24,9 @@ high = round(U(1, 2), 2), normal = round(U(0.3, high - 0.1), 2), low = round(U(0
 Upstream repeats prompts within a split and between its train and test files. Here a draw whose
 user_prompt is already taken is redrawn (next attempt), and a train split also avoids every
 prompt of its evaluation split for the same seed (single-train vs single-test, multi-train vs
-multi-eval).
+multi-eval). The seed is the items seed (`--items-seed`, params `items_seed`), one value for the
+whole DAG, never a replicate's sampling seed: the held-out rule holds between splits of one seed
+only (`tipping items check` proves it for every job of a DAG).
 """
 
 from __future__ import annotations

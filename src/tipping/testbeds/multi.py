@@ -3,19 +3,19 @@
 Protocol per upstream-protocol.md §3: success iff at least `threshold` agents choose the
 collective option; multiplicative (compounding) or additive payoffs; each agent sees its own
 answers, every peer's final choice and its own capital change. Unparseable answers count as
-independent for the payoff (as upstream) but are recorded as invalid. The system prompt lists the
+independent for the payoff (as upstream) but are recorded as invalid. The prompt lists the
 two JSON answers collective first (the paper's order) unless `option_order` reorders them; each
 record's `shown_first` names the option listed first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from tipping.scenarios import json_instruction
-from tipping.scenarios.models import MultiScenario
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer, derive_seed, shown_order
+from tipping.scenarios.models import MultiItem, MultiScenario
+from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer, derive_seed, reorder_answers
 from tipping.testbeds.parsing import ParserMode, parse_choice
 
 RULES = {
@@ -54,31 +54,55 @@ def episode_id(game: str, threshold: int, rewards: tuple[float, float, float]) -
 
 
 class MultiEpisode:
+    """One game of the grid (`MultiEpisode(game, threshold, rewards, ...)`) or one multi item played
+    over rounds (`MultiEpisode.from_item`)."""
+
     testbed = "multi"
 
     def __init__(self, game: MultiScenario, threshold: int, rewards: tuple[float, float, float],
                  settings: MultiSettings, seed: int):
-        self.game, self.threshold, self.rewards = game, threshold, tuple(float(x) for x in rewards)
+        rewards = tuple(float(x) for x in rewards)
+        hr, nr, lr = rewards
+        base = settings.start_capital
+        fmt = {"n": settings.agents, "cooperation_threshold": threshold, "high_reward": hr, "normal_reward": nr,
+               "low_reward": lr, "delta_high": round((hr - 1) * base, 2),
+               "delta_normal": round((nr - 1) * base, 2), "delta_low": round((lr - 1) * base, 2)}
+        additive = settings.reward_mode == "additive"
+        system_prompt = " ".join([
+            game.system_prompt.format(**fmt),
+            RULES[settings.reward_mode].format(base=base),
+            json_instruction(game.collective, game.independent),
+        ])
+        question = "This is a new round.\n" + (game.user_prompt_add if additive else game.user_prompt_mult).format(**fmt)
+        self._setup(episode_id(game.name, threshold, rewards), game.name, game.collective, game.independent,
+                    system_prompt, question, threshold, rewards, settings, seed)
+
+    @classmethod
+    def from_item(cls, item: MultiItem, settings: MultiSettings, seed: int) -> "MultiEpisode":
+        """The item's own game: item.params.n agents, its threshold and its high/normal/low as the
+        factors, asked the item's prompt every round. The prompt states the outcomes of a $1 start,
+        which are the factors' results after the first round in either reward mode; the rules
+        paragraph says how later rounds compound (or add)."""
+        p = item.params
+        system_prompt = f"{item.system_prompt} {RULES[settings.reward_mode].format(base=settings.start_capital)}"
+        episode = cls.__new__(cls)
+        episode._setup(item.id, item.scenario, item.collective, item.independent, system_prompt,
+                       "This is a new round.\n" + item.user_prompt, p.cooperation_threshold,
+                       (p.high_reward, p.normal_reward, p.low_reward), replace(settings, agents=p.n), seed)
+        return episode
+
+    def _setup(self, id: str, scenario: str, collective: str, independent: str, system_prompt: str, question: str,
+               threshold: int, rewards: tuple[float, float, float], settings: MultiSettings, seed: int) -> None:
+        self.id, self.scenario, self.collective = id, scenario, collective
+        self.shown, (self.system_prompt, self.question) = reorder_answers(
+            (system_prompt, question), collective, independent, settings.option_order, seed, id)
+        self.threshold, self.rewards = threshold, tuple(float(x) for x in rewards)
         self.settings, self.seed = settings, seed
-        self.id = episode_id(game.name, threshold, self.rewards)
-        self.options = Options(aligned=game.independent, deviant=game.collective)
-        self.shown = shown_order((game.collective, game.independent), settings.option_order, seed, self.id)
+        self.options = Options(aligned=independent, deviant=collective)
         n, k = settings.agents, settings.confederates
         self.confederates = set(range(k)) if settings.confederate_position == "head" else set(range(n - k, n))
         self.capital = [settings.start_capital] * n
         self._history: list[list[list[Message]]] = [[] for _ in range(n)]  # agent -> rounds -> messages
-        hr, nr, lr = self.rewards
-        base = settings.start_capital
-        fmt = {"n": n, "cooperation_threshold": threshold, "high_reward": hr, "normal_reward": nr,
-               "low_reward": lr, "delta_high": round((hr - 1) * base, 2),
-               "delta_normal": round((nr - 1) * base, 2), "delta_low": round((lr - 1) * base, 2)}
-        additive = settings.reward_mode == "additive"
-        self.system_prompt = " ".join([
-            game.system_prompt.format(**fmt),
-            RULES[settings.reward_mode].format(base=base),
-            json_instruction(*self.shown),
-        ])
-        self.question = "This is a new round.\n" + (game.user_prompt_add if additive else game.user_prompt_mult).format(**fmt)
         self._pending: list[Turn] = []
 
     @property
@@ -127,18 +151,18 @@ class MultiEpisode:
         responses, choices = [], []
         for agent in range(n):
             if agent in self.confederates:
-                responses.append(canonical_answer(self.game.collective))
-                choices.append(self.game.collective)
+                responses.append(canonical_answer(self.collective))
+                choices.append(self.collective)
             else:
                 text = by_agent[agent][1].text
                 responses.append(text)
                 choices.append(parse_choice(text, self.options, s.parser, "multi"))
-        count = sum(c == self.game.collective for c in choices)
+        count = sum(c == self.collective for c in choices)
         success = count >= self.threshold
         outcome = self.outcome_text(count, success)
         records = []
         for agent in range(n):
-            collective = choices[agent] == self.game.collective
+            collective = choices[agent] == self.collective
             before = self.capital[agent]
             if s.reward_mode == "multiplicative":
                 self.capital[agent] = before * self.factor(collective, success)
@@ -158,9 +182,9 @@ class MultiEpisode:
             self._history[agent].append(past)
             turn, answer = by_agent.get(agent, (None, None))
             records.append({
-                "testbed": "multi", "episode": self.id, "item": self.id, "scenario": self.game.name,
+                "testbed": "multi", "episode": self.id, "item": self.id, "scenario": self.scenario,
                 "threshold": self.threshold, "rewards": list(self.rewards), "round": round, "agent": agent,
-                "confederate": agent in self.confederates, "shown_first": self.shown[0],
+                "confederate": agent in self.confederates, "shown_first": self.shown[0] if self.shown else None,
                 "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha if turn else None,
                 "response": responses[agent], "choice": choices[agent], "valid": choices[agent] is not None,
                 "deviant": None if choices[agent] is None else collective,

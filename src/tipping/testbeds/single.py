@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tipping.errors import InputError
-from tipping.scenarios import answer_pair, listed_order
 from tipping.scenarios.models import SingleItem
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn, derive_seed, shown_order
+from tipping.testbeds.base import Message, OptionOrder, Options, Turn, derive_seed, reorder_answers
 from tipping.testbeds.parsing import ParserMode, parse_choice
 
 SUPERVISION_PATTERNS = (
@@ -68,15 +66,8 @@ class SingleEpisode:
         self.id = item.id
         self.options = Options(aligned=item.compliant, deviant=item.violating)
         # the item's prompt lists the two answers (as written: the paper's order); reorder that list
-        listed = listed_order(item.user_prompt, item.compliant, item.violating)
-        self.shown, self.user_prompt = None, item.user_prompt
-        if listed:
-            self.shown = shown_order(listed, settings.option_order, seed, item.id)
-            self.user_prompt = item.user_prompt.replace(answer_pair(*listed), answer_pair(*self.shown))
-        elif settings.option_order != "fixed":
-            raise InputError(f"item {item.id}: its user_prompt does not list the answers as "
-                             f"{answer_pair(item.compliant, item.violating)}, so --option-order "
-                             f"{settings.option_order} cannot reorder them; use --option-order fixed")
+        self.shown, (self.user_prompt,) = reorder_answers((item.user_prompt,), item.compliant, item.violating,
+                                                          settings.option_order, seed, item.id)
         self._history: list[list[Message]] = []  # one list of messages per past round
         self._pending: Turn | None = None
 

@@ -174,7 +174,7 @@ def pairs_command(args) -> int:
 
     if args.tries < 1:
         raise InputError(f"--tries must be >= 1, got {args.tries}")
-    prompts = load_prompts(args.items, seed=args.seed)[: args.limit]
+    prompts = load_prompts(args.items, seed=args.items_seed)[: args.limit]
     policy = policy_from_args(args)
     try:
         sampling = resolve_sampling(policy, args)
@@ -182,7 +182,8 @@ def pairs_command(args) -> int:
         summary = make_pairs(prompts, policy, decision=args.decision, sampling=sampling, out=args.out,
                              tries=args.tries, seed=args.seed, parser=args.parser, cache=cache,
                              batch_size=args.batch_size,
-                             config={"items": args.items, "limit": args.limit, "tags": parse_tags(args.tag)})
+                             config={"items": args.items, "items_seed": args.items_seed, "limit": args.limit,
+                                     "tags": parse_tags(args.tag)})
     finally:
         policy.close()
     print(f"{summary['pairs']} pairs from {summary['items']} items ({len(summary['failed'])} failed); "
