@@ -239,7 +239,7 @@ def test_swapping_needs_the_answer_list_in_the_prompt():
     assert ep.turns(1)[0].messages[-1]["content"].startswith(item.user_prompt)
     assert ep.record(1, [Answer("")])[0]["shown_first"] is None
     for order in ("swapped", "balanced"):
-        with pytest.raises(InputError, match="item i1: its user_prompt does not list the answers"):
+        with pytest.raises(InputError, match="episode i1: its prompt does not list the answers"):
             SingleEpisode(item, SingleSettings(option_order=order), seed=0)
 
 

@@ -72,8 +72,9 @@ def test_multi_rollouts_on_the_evaluation_games_are_found(tmp_path):
     """What the DAG did before: multi evolution rollouts played the evaluation games and grid."""
     p = params("paper", _overlay(tmp_path, {"defences": ["none"], "multi": {"train_items": "multi-games"}}))
     rows = [r for r in leakage.audit(p) if r["testbed"] == "multi"]
+    # 140 grid episodes, each in the paper's and in the swapped option order (control_swapped)
     assert {r["round"]: r["shared"] for r in rows if r["seed"] == 0 and r["model"] == "qwen3-8b"} == \
-        {0: 0, 1: 140, 2: 140, 3: 140}
+        {0: 0, 1: 280, 2: 280, 3: 280}
 
 
 def test_evaluation_items_drawn_with_the_replicate_seed_are_found(monkeypatch):

@@ -83,7 +83,7 @@ def reorder_answers(texts: tuple[str, ...], first: str, second: str, order: Opti
     listed = listed_order(" ".join(texts), first, second)
     if listed is None:
         if order != "fixed":
-            raise InputError(f"{episode_id}: its prompt does not list the answers as {answer_pair(first, second)}, "
+            raise InputError(f"episode {episode_id}: its prompt does not list the answers as {answer_pair(first, second)}, "
                              f"so --option-order {order} cannot reorder them; use --option-order fixed")
         return None, texts
     shown = shown_order(listed, order, seed, episode_id)
