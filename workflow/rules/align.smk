@@ -5,7 +5,8 @@ rule make_preference_pairs:
     input:
         model=paths.model_dir(ROOT),
     output:
-        paths.preference_pairs(ROOT),
+        pairs=paths.preference_pairs(ROOT),
+        summary=paths.summary_path(paths.preference_pairs(ROOT)),
     params:
         split=lambda wc: P.train_split(wc.testbed),
         policy=lambda wc, input: P.policy(wc.model, input.model, None),
@@ -14,6 +15,7 @@ rule make_preference_pairs:
         limit=_args(["--limit", P.align.limit]) if P.align.limit else "",
         seed=P.dpo.seed,
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
+        code=code("align", "pairs"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV
@@ -25,7 +27,7 @@ rule make_preference_pairs:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping align pairs --items {params.split} --policy {params.policy}"
         " --decision {params.decision} {params.sampling} {params.limit} --seed {params.seed}"
-        " --cache-dir {params.cache} --no-progress --out {output} > {log} 2>&1"
+        " --cache-dir {params.cache} --no-progress --out {output.pairs} > {log} 2>&1"
 
 
 rule align_policy:
@@ -39,6 +41,7 @@ rule align_policy:
         method="{defence}",
         data=align_data_args,
         schedule=lambda wc: schedule_args(wc.defence, wc),
+        code=code("align", "{defence}"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV

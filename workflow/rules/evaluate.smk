@@ -18,6 +18,7 @@ rule evaluate_policy:
         seed="{seed}",
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"),
+        code=code("run", "{testbed}"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV
