@@ -20,7 +20,7 @@ No timestamps: the same parameters always name the same files.
                                                           (+ pairs.jsonl: reward-ranked DPO pairs)
     {root}/adapters/{model}/{defence}/{testbed}/s{seed}/r{round}/   finetune_policy
     {root}/evals/{model}/{defence}/{testbed}/s{seed}/r{round}/{condition}/     evaluate_policy (a run folder)
-    {root}/tables/                                                  aggregate
+    {root}/tables/{TABLE_FILES}                                     aggregate
     {root}/figures/{figure}.png|.pdf                                plot_figure
     {root}/viewer/index.html                                        build_viewer
     {root}/cache/{model}/                                           response cache (not an output)
