@@ -87,13 +87,18 @@ def versions() -> dict:
 @contextmanager
 def output_lock(folder: Path):
     """Refuse a second run writing into the same folder (instead of interleaving files).
-    flock is released by the kernel when the holder dies, so a crash never leaves it stuck."""
+    flock is released by the kernel when the holder dies, so a crash never leaves it stuck. The
+    lock file is removed (while still held) when the run ends, so a finished folder holds only
+    its outputs; a process that opened the removed file sees it is stale and is refused too."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as handle:
+    lock = folder / ".lock"
+    with open(lock, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            if not os.path.samestat(os.fstat(handle.fileno()), os.stat(lock)):
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError):
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise InputError(f"{folder}: another tipping process (pid {holder}) is writing here; "
@@ -105,4 +110,5 @@ def output_lock(folder: Path):
         try:
             yield
         finally:
+            lock.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)

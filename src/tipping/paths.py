@@ -11,15 +11,16 @@ No timestamps: the same parameters always name the same files.
 
     {root}/models/{model}/                                          prepare_model
     {root}/params/{section}/{model}/{testbed}.yaml                  write_training_params
-    {root}/align/{model}/dpo/{testbed}/pairs.jsonl                  make_preference_pairs
+    {root}/align/{model}/dpo/{testbed}/pairs.jsonl (+ .summary.json)  make_preference_pairs
     {root}/align/{model}/{defence}/{testbed}/adapter/               align_policy
     {root}/rollouts/{model}/{defence}/{testbed}/s{seed}/r{round}/   rollout_episodes   (a run folder)
     {root}/rewards/{model}/{defence}/{testbed}/s{seed}/r{round}/scored.jsonl   score_rewards
     {root}/filtered/{model}/{defence}/{testbed}/s{seed}/r{round}/kept.jsonl    filter_trajectories
+                                                          (+ kept.summary.json)
                                                           (+ pairs.jsonl: reward-ranked DPO pairs)
     {root}/adapters/{model}/{defence}/{testbed}/s{seed}/r{round}/   finetune_policy
     {root}/evals/{model}/{defence}/{testbed}/s{seed}/r{round}/{condition}/     evaluate_policy (a run folder)
-    {root}/tables/                                                  aggregate
+    {root}/tables/{TABLE_FILES}                                     aggregate
     {root}/figures/{figure}.png|.pdf                                plot_figure
     {root}/viewer/index.html                                        build_viewer
     {root}/cache/{model}/                                           response cache (not an output)
@@ -28,12 +29,18 @@ No timestamps: the same parameters always name the same files.
 
 from __future__ import annotations
 
+import os
+
 WILDCARDS = ("model", "defence", "testbed", "seed", "round", "condition")
 
 # A run folder (tipping.runs): metrics.json is written last, so its presence means "complete".
 RUN_FILES = ("records.jsonl", "prompts.jsonl", "run.json", "metrics.json")
-TABLE_FILES = ("records.parquet", "rates.csv", "rates.md", "effects.csv", "effects.md", "tipping_rounds.csv",
-               "tipping_rounds.md", "paper_comparison.csv", "paper_comparison.md")
+# Everything `tipping tables` writes (tipping.analysis.tables writes exactly these, by name; a .md
+# is the same-named table with its note; summary.json and plot_rates.csv are DVC's metrics/plots).
+TABLE_FILES = ("records.parquet", "prompts.parquet", "messages.parquet",
+               "rates.csv", "effects.csv", "tipping_rounds.csv", "evolution.csv", "scenario_rates.csv", "payoff.csv",
+               "paper_comparison.csv", "plot_rates.csv",
+               "rates.md", "effects.md", "tipping_rounds.md", "paper_comparison.md", "summary.json")
 
 M, D, T, S, R, C = "{model}", "{defence}", "{testbed}", "{seed}", "{round}", "{condition}"
 
@@ -70,6 +77,11 @@ def scored(root: str, model: str = M, defence: str = D, testbed: str = T, seed=S
 
 def kept(root: str, model: str = M, defence: str = D, testbed: str = T, seed=S, round=R) -> str:
     return f"{root}/filtered/{_chain(model, defence, testbed, seed, round)}/kept.jsonl"
+
+
+def summary_path(out) -> str:
+    """The summary written beside a JSONL output: pairs.jsonl -> pairs.summary.json (kept.jsonl too)."""
+    return f"{os.path.splitext(str(out))[0]}.summary.json"
 
 
 def ranked_pairs(root: str, model: str = M, defence: str = D, testbed: str = T, seed=S, round=R) -> str:

@@ -7,6 +7,7 @@ import sys
 import pytest
 from statsmodels.stats.contingency_tables import mcnemar
 
+from tipping import paths
 from tipping.cli import main
 from tipping.metrics import clustered_mcnemar, newcombe_paired
 from tipping.outputs import output_lock
@@ -177,6 +178,15 @@ def test_second_writer_to_the_same_folder_is_refused(tmp_path, capsys):
     assert code == 2
     assert "another tipping process" in capsys.readouterr().err
     assert not (out / "records.jsonl").exists()
+
+
+def test_finished_run_leaves_no_lock_file(tmp_path):
+    """A run folder holds only the declared run files (the lock file would be an undeclared output)."""
+    out = tmp_path / "run"
+    assert main(["run", "single", "--items", "single-test", "--limit", "1", "--rounds", "1",
+                 "--policy", "scripted:comply", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                 "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(paths.RUN_FILES)
 
 
 def test_real_process_exit_code_and_no_traceback(tmp_path):

@@ -1,7 +1,7 @@
 """Workflow tests: real `snakemake` (and `dvc`) on a temporary copy of the workflow.
 
-Nothing is written into the repository: every test copies the Snakefile, workflow/, params.yaml
-and config/ into a temporary folder and runs there (results/, .snakemake/ and logs stay there).
+Nothing is written into the repository: every test copies the Snakefile, workflow/, params.yaml,
+config/ and src/ into a temporary folder and runs there (results/, .snakemake/ and logs stay there).
 The tiny CI run (config/ci.yaml) is made once per session and shared by the tests that only read it.
 """
 

@@ -1,7 +1,9 @@
 """Helpers of the workflow tests: real `snakemake` (and `dvc`) on a temporary copy of the workflow.
 
-Nothing is written into the repository: every test copies the Snakefile, workflow/, params.yaml
-and config/ into a temporary folder and runs there (results/, .snakemake/ and logs stay there).
+Nothing is written into the repository: every test copies the Snakefile, workflow/, params.yaml,
+config/ and src/ into a temporary folder and runs there (results/, .snakemake/ and logs stay there),
+with the copy's src/ first on PYTHONPATH: its rules run (and hash, tipping.codehash) the copy's code,
+so a test can edit it.
 The tiny CI run (config/ci.yaml) is made once per session and shared by the tests that only read it.
 """
 
@@ -19,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "params.yaml", "config", "workflow")
+WORKFLOW_FILES = ("Snakefile", "params.yaml", "config", "workflow", "src")
 CI = "config/ci.yaml"
 CI_RESULTS = "results/ci"
 LOCAL = "workflow/profiles/local"
@@ -28,9 +30,13 @@ CI_COMMANDS = (("model", "prepare"), ("align", "pairs"), ("align", "dpo"), ("run
                ("evolve", "filter"), ("evolve", "finetune"), ("tables",), ("plot",), ("viewer",))
 
 
-def env() -> dict:
+def env(workdir: Path | None = None) -> dict:
+    """The environment of a run in `workdir`: this venv, offline, and workdir/src (when there is one)
+    first on PYTHONPATH, so that the copy's code is what Snakemake hashes and the rules run."""
     e = dict(os.environ)
     e["PATH"] = f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}"  # the rules' `python -m tipping` is this venv's
+    if workdir is not None and (Path(workdir) / "src" / "tipping").is_dir():
+        e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(workdir).resolve() / "src"), e.get("PYTHONPATH")]))
     e.update(OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
              PYTHONDONTWRITEBYTECODE="1")
     e.pop("SNAKEMAKE_PROFILE", None)
@@ -42,7 +48,8 @@ def copy_workflow(dest: Path) -> Path:
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+                            dirs_exist_ok=True)
         else:
             shutil.copy2(src, dest / name)
     return dest
@@ -50,7 +57,7 @@ def copy_workflow(dest: Path) -> Path:
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
     cmd = [str(VENV_BIN / "python"), "-m", "snakemake", *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, env=env(workdir), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc

@@ -61,7 +61,7 @@ def _start_and_interrupt(workdir, sig, log_path) -> list[str]:
     done_before = len(list(evals.glob("**/metrics.json")))
     cmd = [str(VENV_BIN / "python"), "-m", "snakemake", "--configfile", CI, "--profile", LOCAL, "all"]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env(), stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env(workdir), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         deadline = time.monotonic() + 900
         while len(list(evals.glob("**/metrics.json"))) <= done_before or not _incomplete(workdir):

@@ -98,7 +98,7 @@ def test_slurm_profile_requests_gpus_and_scales_memory(workdir):
 
 def test_make_setup_profile_links_resolve(workdir, tmp_path):
     """install.sh (run by make setup) makes `snakemake --profile slurm` resolve by name."""
-    e = env() | {"XDG_CONFIG_HOME": str(tmp_path)}
+    e = env(workdir) | {"XDG_CONFIG_HOME": str(tmp_path)}
     subprocess.run(["bash", str(ROOT / "workflow/profiles/install.sh")], check=True, env=e)
     for name in ("local", "slurm", "slurm-ci"):
         assert (tmp_path / "snakemake" / name / "config.yaml").is_file()

@@ -1,8 +1,8 @@
 """DVC around the Snakemake DAG (dvc.yaml, stage `ci`), in a temporary git repo with its own remote.
 
-`dvc repro` after a param change reruns only the affected rules; push, fresh clone, pull,
-`snakemake --touch --forceall`, then `snakemake -n` has nothing to do and the figures are
-byte-identical. The repo is seeded with the session's CI run (results + Snakemake metadata), so
+`dvc repro` after a param change, and after a code change, reruns only the affected rules; push,
+fresh clone, pull, `snakemake --touch --forceall`, then `snakemake -n` has nothing to do and the
+figures are byte-identical. The repo is seeded with the session's CI run (results + Snakemake metadata), so
 the first `dvc repro` finds the DAG up to date instead of recomputing it.
 """
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def sh(cwd, *cmd, check=True, timeout=1800) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=cwd, env=env(cwd), capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}")
@@ -37,7 +37,6 @@ def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
     repo = copy_workflow(tmp_path / "repo")
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy2(ROOT / name, repo / name)
-    shutil.copytree(ROOT / "src" / "tipping", repo / "src" / "tipping", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / ".gitignore").write_text("/results/*/logs/\n/results/*/benchmarks/\n/results/*/cache/\n/results/*/checks/\n"
                                      ".snakemake/\n__pycache__/\n")
     git(repo, "init", "-q")
@@ -67,8 +66,19 @@ def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
                                   "plot_single_rounds", "plot_evolution", "build_viewer"}, ran
     assert {w["round"] for w in dry_run_jobs(out)["evaluate_policy"]} == {"1"}  # round 0 is untouched
     assert "up to date" in dvc(repo, "status", "ci")
+
+    # a code change that only the tables run: DVC sees src/tipping change, and the Snakemake it runs
+    # reruns exactly aggregate and what reads the tables (the rules' code-hash params)
+    tables_py = repo / "src" / "tipping" / "analysis" / "tables.py"
+    tables_py.write_text(tables_py.read_text() + "\nEDITED = True  # a code change only the tables run\n")
+    assert "src/tipping" in dvc(repo, "status", "ci")
+    ran = jobs_ran(dvc(repo, "repro", "ci"))
+    assert set(ran) - {"all"} == {"aggregate", "plot_single_rounds", "plot_evolution", "build_viewer"}, ran
+    assert "up to date" in dvc(repo, "status", "ci")
+    dry = snakemake(repo, "-n", "all", "--configfile", CI)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
     git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "filter fraction 1.0")
+    git(repo, "commit", "-qm", "filter fraction 1.0, a tables code change")
     dvc(repo, "push", "ci")
 
     clone = tmp_path / "clone"

@@ -11,6 +11,7 @@ rule aggregate:
     params:
         runs=_args(all_eval_runs()),
         out=dirname_of(0),
+        code=code("tables"),
     conda:
         TIPPING_ENV
     log:
@@ -38,6 +39,7 @@ for _figure in P.report.figures:
         params:
             figure=_figure,
             tables=input_dirname,
+            code=code("plot"),
         conda:
             TIPPING_ENV
         log:
@@ -53,6 +55,7 @@ rule build_viewer:
         paths.viewer(ROOT),
     params:
         tables=input_dirname,
+        code=code("viewer"),
     conda:
         TIPPING_ENV
     log:

@@ -5,13 +5,15 @@ rule make_preference_pairs:
     input:
         model=paths.model_dir(ROOT),
     output:
-        paths.preference_pairs(ROOT),
+        pairs=paths.preference_pairs(ROOT),
+        summary=paths.summary_path(paths.preference_pairs(ROOT)),
     params:
         data=lambda wc: _args(pipeline.pairs_args(P, wc.testbed)),
         policy=lambda wc, input: P.policy(wc.model, input.model, None),
         decision=lambda wc: P.model_settings[wc.model].decision,
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
+        code=code("align", "pairs"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV
@@ -23,7 +25,7 @@ rule make_preference_pairs:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping align pairs {params.data} --policy {params.policy}"
         " --decision {params.decision} {params.sampling}"
-        " --cache-dir {params.cache} --no-progress --out {output} > {log} 2>&1"
+        " --cache-dir {params.cache} --no-progress --out {output.pairs} > {log} 2>&1"
 
 
 rule align_policy:
@@ -37,6 +39,7 @@ rule align_policy:
         method="{defence}",
         data=align_data_args,
         schedule=lambda wc: schedule_args(wc.defence, wc),
+        code=code("align", "{defence}"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV

@@ -5,8 +5,10 @@
 
 import os
 import shlex
+import sys
 
 from tipping import paths, pipeline
+from tipping.codehash import PACKAGE_DIR, code_hash
 from tipping.config import CONDITIONS, Params
 from tipping.errors import InputError
 
@@ -35,6 +37,25 @@ ROOT = P.results
 # set/dict-hash order (e.g. PEFT's adapter_config.json target_modules) is the same in every run
 # and on every host (records must be byte-identical local vs SLURM).
 shell.prefix("set -euo pipefail; export PYTHONHASHSEED=0; ")
+
+# The rules' `python -m tipping` imports the same package as this Snakefile (same venv and
+# PYTHONPATH), and that package is what code_hash hashes; say so when it is not this checkout's.
+if os.path.isdir(os.path.join(workflow.basedir, "src", "tipping")) and not os.path.samefile(
+    PACKAGE_DIR, os.path.join(workflow.basedir, "src", "tipping")
+):
+    print(
+        f"warning: the rules run tipping from {PACKAGE_DIR}, not this workflow's src/tipping "
+        f"(put {os.path.join(workflow.basedir, 'src')} on PYTHONPATH or `pip install -e .` here)",
+        file=sys.stderr,
+    )
+
+
+def code(*command):
+    """A params value: the hash of the code `tipping COMMAND` runs (tipping.codehash), so that a
+    change in src/tipping reruns exactly the jobs it can affect. "{testbed}" and the like are
+    filled from the job's wildcards, as in the rule's shell command."""
+    return lambda wc: code_hash(*(word.format(**dict(wc.items())) for word in command))
+
 
 # Rules run `python -m tipping` from the active venv (make setup); with `--sdm conda` Snakemake
 # builds this environment from the same pins instead. (Relative to the rule files.)

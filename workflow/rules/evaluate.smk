@@ -17,6 +17,7 @@ rule evaluate_policy:
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"),
+        code=code("run", "{testbed}"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV

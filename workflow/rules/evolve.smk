@@ -19,6 +19,7 @@ rule rollout_episodes:
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(wc, prev_round(wc), "treatment", P.train_split(wc.testbed), "rollout"),
+        code=code("run", "{testbed}"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV
@@ -41,6 +42,7 @@ rule score_rewards:
         paths.scored(ROOT),
     params:
         run=input_dirname,
+        code=code("evolve", "score"),
     group:
         "select"
     conda:
@@ -56,11 +58,13 @@ rule filter_trajectories:
         paths.scored(ROOT),
     output:
         kept=paths.kept(ROOT),
+        summary=paths.summary_path(paths.kept(ROOT)),
         **({"pairs": paths.ranked_pairs(ROOT)} if P.evolution.finetune.method == "dpo" else {}),
     params:
         rule=P.evolution.filter.rule,
         fraction=P.evolution.filter.fraction,
         pairs=lambda wc, output: _args(["--pairs-out", output.pairs]) if "pairs" in output.keys() else "",
+        code=code("evolve", "filter"),
     group:
         "select"
     conda:
@@ -83,6 +87,7 @@ rule finetune_policy:
         method=P.evolution.finetune.method,
         init=init_adapter_args,
         schedule=lambda wc: schedule_args(P.evolution.finetune.method, wc),
+        code=code("evolve", "finetune"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV

@@ -6,6 +6,7 @@ rule prepare_model:
         directory(paths.model_dir(ROOT)),
     params:
         name="{model}",
+        code=code("model", "prepare"),
     conda:
         TIPPING_ENV
     log:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tipping import metrics
+from tipping import metrics, paths
 from tipping.errors import InputError
 from tipping.outputs import atomic_write_bytes, atomic_write_text, read_jsonl, write_json
 
@@ -354,8 +354,6 @@ def _parquet(df: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-CSV_TABLES = ("rates", "effects", "tipping_rounds", "evolution", "scenario_rates", "payoff", "paper_comparison",
-              "plot_rates")
 NOTES = {
     "rates": "rate = deviant / valid answers (single: violation, multi: collusion; E·n denominator), "
              "Wilson 95% CI (independent answers) and cluster 95% CI (Wilson at n / design_effect; clusters = "
@@ -378,10 +376,6 @@ NOTES = {
 }
 
 
-FILES = ("records.parquet", "prompts.parquet", "messages.parquet", *(f"{t}.csv" for t in CSV_TABLES),
-         *(f"{t}.md" for t in NOTES), "summary.json")  # everything `write` puts in the tables folder
-
-
 def build(run_dirs: list[str]) -> dict[str, object]:
     """Every table, in memory (tests call this; `write` puts them on disk)."""
     records, prompts, messages, tags = load_runs(run_dirs)
@@ -400,15 +394,20 @@ def build(run_dirs: list[str]) -> dict[str, object]:
 
 
 def write(tables: dict, out: Path) -> None:
+    """Exactly the files the workflow declares (paths.TABLE_FILES), each from the table of its stem."""
     out = Path(out)
-    atomic_write_bytes(out / "records.parquet", _parquet(tables["records"]))
-    atomic_write_bytes(out / "prompts.parquet", _parquet(tables["prompts"]))
-    atomic_write_bytes(out / "messages.parquet", _parquet(tables["messages"]))
-    for name in CSV_TABLES:
-        atomic_write_text(out / f"{name}.csv", _csv(tables[name]))
-    for name, note in NOTES.items():
-        atomic_write_text(out / f"{name}.md", markdown(tables[name], name.replace("_", " ").capitalize(), note))
-    write_json(out / "summary.json", tables["summary"])
+    for name in paths.TABLE_FILES:
+        stem, ext = os.path.splitext(name)
+        if ext == ".parquet":
+            atomic_write_bytes(out / name, _parquet(tables[stem]))
+        elif ext == ".csv":
+            atomic_write_text(out / name, _csv(tables[stem]))
+        elif ext == ".md":
+            atomic_write_text(out / name, markdown(tables[stem], stem.replace("_", " ").capitalize(), NOTES[stem]))
+        elif ext == ".json":
+            write_json(out / name, tables[stem])
+        else:
+            raise ValueError(f"paths.TABLE_FILES: no writer for {name}")
 
 
 def tables_command(args) -> int:

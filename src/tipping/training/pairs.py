@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tipping import scenarios
+from tipping import paths, scenarios
 from tipping.errors import InputError
 from tipping.outputs import read_jsonl, versions, write_json, write_jsonl
 from tipping.policies import Policy, Sampling
@@ -76,9 +76,8 @@ def load_prompts(src, seed: int = 0) -> list[Prompt]:
 
 
 def summary_path(out) -> Path:
-    """pairs.jsonl -> pairs.summary.json (and kept.jsonl -> kept.summary.json)."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.summary.json")
+    """pairs.jsonl -> pairs.summary.json (and kept.jsonl -> kept.summary.json): the name the workflow declares."""
+    return Path(paths.summary_path(out))
 
 
 def pair_row(prompt: Sequence[Message], chosen: str, rejected: str, **meta) -> dict:
