@@ -13,7 +13,6 @@ import os
 import sys
 
 from tipping.errors import InputError
-from tipping.testbeds.base import OPTION_ORDERS
 
 # the figures `tipping plot` draws (tipping.analysis.plots.FIGURES; listed here so --help stays fast)
 FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
@@ -67,7 +66,7 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_option_order(p: argparse.ArgumentParser, first: str) -> None:
-    p.add_argument("--option-order", choices=OPTION_ORDERS, default="fixed",
+    p.add_argument("--option-order", choices=("fixed", "swapped", "balanced"), default="fixed",
                    help=f"the order the prompt lists the two JSON answers in: fixed = the paper's ({first} "
                         "first), swapped = reversed, balanced = per episode, seeded by --seed and the episode id "
                         "(records say which: shown_first)")

@@ -19,6 +19,7 @@ from tipping.errors import InputError, where
 from tipping.outputs import write_jsonl
 from tipping.scenarios import upstream
 from tipping.scenarios.models import MultiItem, MultiScenario, SingleItem, SingleScenario, parse
+from tipping.testbeds.base import OptionOrder, shown_order
 
 LIBRARY = Path(__file__).parent / "library"
 SPLITS = ("single-test", "single-train", "multi-train", "multi-eval", "multi-games")
@@ -47,6 +48,21 @@ def listed_order(text: str, a: str, b: str) -> tuple[str, str] | None:
         if answer_pair(*order) in text:
             return order
     return None
+
+
+def reorder_answers(texts: tuple[str, ...], first: str, second: str, order: OptionOrder, seed: int,
+                    episode_id: str) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+    """(the labels in the order now shown, the texts with their answer list reordered). The texts
+    list the answers once, as answer_pair (in either order: upstream's files put "A" before "B");
+    None when they do not, which only fixed order accepts."""
+    listed = listed_order(" ".join(texts), first, second)
+    if listed is None:
+        if order != "fixed":
+            raise InputError(f"episode {episode_id}: its prompt does not list the answers as {answer_pair(first, second)}, "
+                             f"so --option-order {order} cannot reorder them; use --option-order fixed")
+        return None, texts
+    shown = shown_order(listed, order, seed, episode_id)
+    return shown, tuple(t.replace(answer_pair(*listed), answer_pair(*shown)) for t in texts)
 
 
 def json_instruction(first: str, second: str) -> str:

@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-from tipping.errors import InputError
-from tipping.scenarios import answer_pair, listed_order
-
 Message = dict[str, str]
 OptionOrder = Literal["fixed", "swapped", "balanced"]
 OPTION_ORDERS = ("fixed", "swapped", "balanced")
@@ -73,21 +70,6 @@ def shown_order(paper: tuple[str, str], order: OptionOrder, seed: int, episode_i
     so each episode is swapped with probability 1/2, independently of the others)."""
     swap = order == "swapped" or (order == "balanced" and derive_seed(seed, episode_id, "option-order") % 2 == 1)
     return (paper[1], paper[0]) if swap else paper
-
-
-def reorder_answers(texts: tuple[str, ...], first: str, second: str, order: OptionOrder, seed: int,
-                    episode_id: str) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
-    """(the labels in the order now shown, the texts with their answer list reordered). The texts
-    list the answers once, as answer_pair (in either order: upstream's files put "A" before "B");
-    None when they do not, which only fixed order accepts."""
-    listed = listed_order(" ".join(texts), first, second)
-    if listed is None:
-        if order != "fixed":
-            raise InputError(f"episode {episode_id}: its prompt does not list the answers as {answer_pair(first, second)}, "
-                             f"so --option-order {order} cannot reorder them; use --option-order fixed")
-        return None, texts
-    shown = shown_order(listed, order, seed, episode_id)
-    return shown, tuple(t.replace(answer_pair(*listed), answer_pair(*shown)) for t in texts)
 
 
 def derive_seed(*parts) -> int:

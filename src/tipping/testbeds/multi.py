@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from tipping.scenarios import json_instruction
+from tipping.scenarios import json_instruction, reorder_answers
 from tipping.scenarios.models import MultiItem, MultiScenario
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer, derive_seed, reorder_answers
+from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer, derive_seed
 from tipping.testbeds.parsing import ParserMode, parse_choice
 
 RULES = {

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tipping.scenarios import reorder_answers
 from tipping.scenarios.models import SingleItem
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn, derive_seed, reorder_answers
+from tipping.testbeds.base import Message, OptionOrder, Options, Turn, derive_seed
 from tipping.testbeds.parsing import ParserMode, parse_choice
 
 SUPERVISION_PATTERNS = (
