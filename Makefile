@@ -61,8 +61,8 @@ demo: setup
 	echo "  figures: $$(ls results/demo/figures/*.png | tr '\n' ' ')" && \
 	echo "  tables:  results/demo/tables/ (rates.md, effects.md, tipping_rounds.md, paper_comparison.md)"
 
-# Snakemake's linter over the paper DAG and both overlays (fails on any lint), plus the paper
-# DAG's dry run (validates params.yaml; no model is loaded).
+# Snakemake's linter over the paper DAG and both overlays (fails on any lint), the paper DAG's dry
+# run (validates params.yaml; no model is loaded), and the held-out audit of all three configs.
 lint: setup
 	@for cfg in "" "--configfile config/demo.yaml" "--configfile config/ci.yaml"; do \
 	  out=$$($(VENV)/bin/snakemake --lint $$cfg 2>&1); \
@@ -71,6 +71,10 @@ lint: setup
 	  echo "snakemake --lint $$cfg: clean"; \
 	done
 	@$(VENV)/bin/snakemake -n all > /dev/null && echo "snakemake -n all (the paper DAG): ok"
+	@for cfg in "" "--configfile config/demo.yaml" "--configfile config/ci.yaml"; do \
+	  out=$$($(VENV)/bin/tipping items check --params params.yaml $$cfg) || { echo "$$out"; exit 1; }; \
+	  echo "$$out" | tail -n 1; \
+	done
 
 clean:
 	rm -rf results/demo .snakemake
