@@ -125,7 +125,7 @@ def max_new_tokens(p: Params, model: str, testbed: str) -> int:
     return getattr(p, testbed).max_new_tokens or p.model_settings[model].sampling.max_new_tokens
 
 
-def kv_room_gib(p: Params, model: str, gpu_gib: float) -> float:
+def kv_room_gib(model: str, gpu_gib: float) -> float:
     return VLLM_MEMORY_SHARE * gpu_gib - weights_gib(model)
 
 
@@ -151,7 +151,7 @@ def _generation_row(p: Params, rule: str, model: str, testbed: str, jobs: int, s
     hours = jobs * (hi / t["prefill"] + new_total / t["decode"]) / 3600
     return Row(rule, model, testbed, jobs, len(seen), (lo, hi), new_total,
                kv_gib=ms.batch_size * bytes_per_seq / GIB, batch=ms.batch_size,
-               fits=max(0, int(kv_room_gib(p, model, gpu_gib) * GIB // bytes_per_seq)), gpu_hours=hours)
+               fits=max(0, int(kv_room_gib(model, gpu_gib) * GIB // bytes_per_seq)), gpu_hours=hours)
 
 
 def _training_hours(model: str, train_tokens: int, jobs: int, throughput: dict) -> float:
@@ -215,17 +215,22 @@ def rows(p: Params, gpu_gib: float = 80.0, throughput: dict = THROUGHPUT) -> lis
 def check_fits(p: Params, source: str = "params.yaml") -> None:
     """Refuse a configuration whose batch cannot hold its KV cache next to the weights on a GPU
     of runtime.gpu_memory_gb (unset: no check, e.g. a CPU-only site): one InputError line naming
-    the model, the rule and the batch that would fit."""
+    the model, the rules and the batch that would fit. Every turn is taken at the longest the
+    engine admits (max_model_len, else the model's context): no episode is played, so the check
+    costs nothing at DAG build, and a batch that passes fits whatever the answers' lengths."""
     gpu = p.runtime.gpu_memory_gb
     if gpu is None:
         return
-    for row in rows(p, gpu):
-        if row.batch is not None and row.batch > row.fits:
-            new = max_new_tokens(p, row.model, row.testbed)
+    for model in p.models:
+        ms, context = p.model_settings[model], _context(p, model)
+        per_turn = context * kv_bytes_per_token(model) * (2 if ms.decision == "choice" else 1)
+        fits = max(0, int(kv_room_gib(model, gpu) * GIB // per_turn))
+        if ms.batch_size > fits:
             raise InputError(
-                f"{source}: model_settings.{row.model}.batch_size {row.batch}: {row.rule} ({row.testbed}) needs "
-                f"{row.kv_gib:,.0f} GiB of KV cache at {new:,} new tokens; at most {row.fits} fit next to the "
-                f"{weights_gib(row.model):.0f} GiB of weights in {VLLM_MEMORY_SHARE:.0%} of {gpu:g} GiB "
+                f"{source}: model_settings.{model}.batch_size {ms.batch_size}: evaluate_policy, rollout_episodes and "
+                f"make_preference_pairs need {ms.batch_size * per_turn / GIB:,.0f} GiB of KV cache at {context:,} "
+                f"tokens a turn (max_model_len, else the model's context); at most {fits} fit next to the "
+                f"{weights_gib(model):.0f} GiB of weights in {VLLM_MEMORY_SHARE:.0%} of {gpu:g} GiB "
                 "(runtime.gpu_memory_gb)")
 
 

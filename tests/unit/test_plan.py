@@ -91,8 +91,9 @@ def test_a_batch_that_cannot_fit_is_refused_in_one_line(paper):
     with pytest.raises(InputError) as exc:
         plan.check_fits(bad, "params.yaml")
     assert str(exc.value) == (
-        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy (single) needs 360 GiB of KV cache "
-        "at 32,768 new tokens; at most 10 fit next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)")
+        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and make_preference_pairs "
+        "need 360 GiB of KV cache at 40,960 tokens a turn (max_model_len, else the model's context); at most 10 fit "
+        "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)")
     plan.check_fits(paper, "params.yaml")  # the shipped batch fits
     data = bad.model_dump(mode="json")
     data["runtime"]["gpu_memory_gb"] = None

@@ -16,6 +16,7 @@ def test_a_batch_that_cannot_fit_stops_snakemake_before_any_job(tmp_path):
     proc = snakemake(work, "-n", "all", check=False, timeout=300)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
-        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy (single) needs 360 GiB of KV cache "
-        "at 32,768 new tokens; at most 10 fit next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)")
+        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and make_preference_pairs "
+        "need 360 GiB of KV cache at 40,960 tokens a turn (max_model_len, else the model's context); at most 10 fit "
+        "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)")
     assert jobs_ran(proc.stdout + proc.stderr) == []
