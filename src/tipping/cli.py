@@ -271,10 +271,25 @@ def _add_analysis(sub) -> None:
                         "trace keeps its final answer); 0 = no cut")
 
 
+def _add_plan(sub) -> None:
+    p = _command(sub, "plan", "tipping.plan:plan_command",
+                 "estimate the DAG before running it: per rule, turns, prompt and new tokens, KV-cache memory at "
+                 "the configured batch, the batch that fits, GPU-hours at an assumed throughput")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--configfile", action="append", default=[], metavar="OVERLAY",
+                   help="overlays merged on top, as `snakemake --configfile` does (repeatable)")
+    p.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
+                   help="GPU memory per job (default: runtime.gpu_memory_gb, else 80)")
+    p.add_argument("--throughput", action="append", default=[], metavar="CLASS=DECODE,PREFILL",
+                   help="tokens/s of one GPU for a model size class (<1B, 1-10B), e.g. 1-10B=1500,10000")
+    p.add_argument("--json", action="store_true", help="the estimate as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tipping", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_run, _add_compare, _add_items, _add_model, _add_align, _add_evolve, _add_analysis):
+    for add in (_add_run, _add_compare, _add_items, _add_model, _add_align, _add_evolve, _add_analysis,
+                _add_plan):
         add(sub)
     return parser
 

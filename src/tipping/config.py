@@ -149,6 +149,7 @@ class ModelSettings(_Section):
     decision: Literal["generate", "choice"]
     sampling: SamplingParams
     batch_size: int = Field(64, ge=1)  # turns per backend call
+    max_model_len: int | None = Field(None, ge=16)  # vLLM context (prompt + new tokens); None = the model's
 
 
 class SingleParams(_Section):
@@ -231,6 +232,7 @@ class ReportParams(_Section):
 
 class RuntimeParams(_Section):
     threads: int = Field(1, ge=1)  # per job (OMP/MKL threads; SLURM cpus-per-task)
+    gpu_memory_gb: float | None = Field(None, gt=0)  # GiB per GPU: batches are checked to fit (tipping.plan)
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -281,6 +283,7 @@ class Params(BaseModel):
         return cls.load(data, "+".join(str(p) for p in paths) or "config")
 
     def _cross_check(self, source: str) -> None:
+        from tipping.policies.models import MODEL_SHAPES
         from tipping.testbeds.single import SUPERVISION_PATTERNS
 
         def fail(field: str, message: str):
@@ -294,6 +297,10 @@ class Params(BaseModel):
         for i, m in enumerate(self.models):
             if m not in self.model_settings:
                 fail(f"models.{i}", f"model {m!r} has no entry in model_settings")
+        for m, ms in self.model_settings.items():
+            context = MODEL_SHAPES[m].context
+            if ms.max_model_len and ms.max_model_len > context:
+                fail(f"model_settings.{m}.max_model_len", f"{ms.max_model_len} > the model's context {context}")
         for i, s in enumerate(self.seeds):
             if s < 0:
                 fail(f"seeds.{i}", f"seed {s} < 0")
@@ -335,6 +342,8 @@ class Params(BaseModel):
         return cls.model_validate(merged).model_dump(mode="json")
 
     def sampling_args(self, model: str, testbed: str) -> list[str]:
+        from tipping.policies.models import MODEL_SHAPES
+
         ms = self.model_settings[model]
         s = ms.sampling
         max_new = getattr(self, testbed).max_new_tokens or s.max_new_tokens
@@ -343,6 +352,8 @@ class Params(BaseModel):
             args += ["--top-k", str(s.top_k)]
         if s.enable_thinking is not None:
             args += ["--enable-thinking", "true" if s.enable_thinking else "false"]
+        if ms.backend == "vllm":  # the engine's context; transformers needs none
+            args += ["--max-model-len", str(ms.max_model_len or MODEL_SHAPES[model].context)]
         return args + ["--batch-size", str(ms.batch_size)]
 
     def policy(self, model: str, model_dir: str, adapter: str | None) -> str:

@@ -58,7 +58,7 @@ def test_rounds_chain_adapters(workdir):
     assert (f"--init-adapter {r1} --data results/paper/filtered/qwen3-8b/dpo/single/s0/r2/kept.jsonl" in text)
     assert ("--init-adapter results/paper/align/qwen3-8b/dpo/single/adapter --data "
             "results/paper/filtered/qwen3-8b/dpo/single/s0/r1/kept.jsonl") in text
-    assert f"--policy transformers:results/paper/models/qwen3-8b@{r1} --decision generate" in text
+    assert f"--policy vllm:results/paper/models/qwen3-8b@{r1} --decision generate" in text
     # defence none: round 1 starts from the base model (no adapter, no --init-adapter)
     assert ("--model results/paper/models/llama-3.1-8b-instruct  --data "
             "results/paper/filtered/llama-3.1-8b-instruct/none/multi/s2/r1/kept.jsonl") in text

@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 
-from tipping import paths, pipeline
+from tipping import paths, pipeline, plan
 from tipping.codehash import PACKAGE_DIR, code_hash
 from tipping.config import CONDITIONS, Params
 from tipping.errors import InputError
@@ -28,6 +28,8 @@ def _config_source():
 
 try:
     P = Params.load(config, _config_source())
+    # a batch whose KV cache cannot fit runtime.gpu_memory_gb is refused here, not after hours in a queue
+    plan.check_fits(P, _config_source())
 except InputError as _exc:  # one line, before any job: "params.yaml: field multi.thresholds.3: ..."
     raise SystemExit(str(_exc)) from None
 

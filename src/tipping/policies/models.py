@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from tipping.errors import InputError
@@ -29,6 +30,33 @@ from tipping.policies.base import Sampling
 HUB_MODELS = {"qwen3-8b": "Qwen/Qwen3-8B", "llama-3.1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct"}
 LOCAL_MODELS = ("smollm2-135m-instruct", "tiny-qwen3")
 MODEL_NAMES = (*LOCAL_MODELS, *HUB_MODELS)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What `tipping plan` needs of a model: KV-cache size per token, weights, context."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+    hidden: int
+    params: int
+    context: int  # max_position_embeddings
+
+
+# From each model's published config.json (num_hidden_layers, num_key_value_heads, head_dim or
+# hidden_size / num_attention_heads, hidden_size, max_position_embeddings); params counted from
+# those shapes (Qwen3-8B: 8.19B as its model card; Llama-3.1-8B: 8.03B; SmolLM2: 134.5M, tied
+# embeddings). huggingface.co/Qwen/Qwen3-8B, /meta-llama/Llama-3.1-8B-Instruct,
+# /HuggingFaceTB/SmolLM2-135M-Instruct. tiny-qwen3: build_tiny_qwen3 below (a test checks both).
+MODEL_SHAPES = {
+    "qwen3-8b": Shape(layers=36, kv_heads=8, head_dim=128, hidden=4096, params=8_190_735_360, context=40_960),
+    "llama-3.1-8b-instruct": Shape(layers=32, kv_heads=8, head_dim=128, hidden=4096, params=8_030_261_248,
+                                   context=131_072),
+    "smollm2-135m-instruct": Shape(layers=30, kv_heads=3, head_dim=64, hidden=576, params=134_515_008,
+                                   context=8_192),
+    "tiny-qwen3": Shape(layers=2, kv_heads=2, head_dim=32, hidden=64, params=131_648, context=4_096),
+}
 
 CONFIG, STAMP_KEY = "config.json", "tipping_model"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")

@@ -36,12 +36,28 @@ def read_trajectories(path) -> list[dict]:
     return out
 
 
+def within_length(rows: list[dict], tokenizer, max_length: int, data) -> tuple[list[dict], int]:
+    """The rows whose whole conversation fits `max_length` tokens, and how many were skipped: TRL
+    cuts longer rows at the end, which is the answer, so the model would learn a decision-less
+    (or cut-off) answer."""
+    kept = [r for r in rows if len(tokenizer(tokenizer.apply_chat_template(r["prompt"] + r["completion"],
+                                                                            tokenize=False),
+                                             add_special_tokens=False)["input_ids"]) <= max_length]
+    if not kept:
+        raise InputError(f"{data}: every one of the {len(rows)} kept turns is longer than sft.max_length "
+                         f"{max_length} tokens; raise max_length")
+    return kept, len(rows) - len(kept)
+
+
 def train_sft(model: str, data, out, params: SFTParams, *, device: str = "auto", init_adapter=None,
               save_steps: int = 50) -> dict:
-    return fit("sft", model, read_trajectories(data), out, params, load_tokenizer(model), device=resolve_device(device),
+    tokenizer = load_tokenizer(model)
+    rows, skipped = within_length(read_trajectories(data), tokenizer, params.max_length, data)
+    return fit("sft", model, rows, out, params, tokenizer, device=resolve_device(device),
                data=data, config_class=SFTConfig, trainer_class=SFTTrainer, lora=params.lora,
                init_adapter=init_adapter, save_steps=save_steps,
-               config_fields={"max_length": params.max_length, "completion_only_loss": True})
+               config_fields={"max_length": params.max_length, "completion_only_loss": True},
+               skipped_too_long=skipped)
 
 
 def finetune_command(args) -> int:
@@ -56,5 +72,8 @@ def finetune_command(args) -> int:
         params = load_params(DPOParams, args, args.section or "dpo")
         result = train_dpo(args.model, args.data, args.out, params, device=args.device,
                            init_adapter=args.init_adapter, save_steps=args.save_steps)
+    if result.get("skipped_too_long"):
+        print(f"sft: skipped {result['skipped_too_long']} kept turns longer than max_length "
+              f"{result['params']['max_length']} tokens (train_config.json: skipped_too_long)")
     report(result, args.out)
     return 0
