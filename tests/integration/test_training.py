@@ -135,6 +135,17 @@ def test_full_parameter_grpo_writes_a_model_folder(tmp, tiny_model, items):
     load_policy(f"transformers:{out}")
 
 
+def finetune(tmp, tiny_model, method, data, init, name, **schedule):
+    """`tipping evolve finetune` continuing the adapter `init`; returns the output folder."""
+    params = tmp / f"{name}.yaml"  # one section's fields at the top level
+    params.write_text(yaml.safe_dump({"max_steps": 2, "learning_rate": 1e-2, "batch_size": 2, "grad_accum": 1,
+                                      "warmup_ratio": 0.0, **schedule}))
+    out = tmp / name
+    assert main(["evolve", "finetune", "--model", str(tiny_model), "--init-adapter", str(init), "--data", str(data),
+                 "--method", method, "--params", str(params), "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_finetune_continues_the_init_adapter(tmp, tiny_model, items, pairs, warm, method):
     data = pairs
@@ -142,16 +153,18 @@ def test_finetune_continues_the_init_adapter(tmp, tiny_model, items, pairs, warm
         data = tmp / "kept.jsonl"
         write_jsonl(data, [{"messages": [*p.messages, {"role": "assistant", "content": canonical_answer("break")}]}
                            for p in load_prompts(items)])
-    params = tmp / f"{method}.yaml"  # one section's fields at the top level
-    params.write_text(yaml.safe_dump({"max_steps": 2, "learning_rate": 1e-2, "batch_size": 2, "grad_accum": 1,
-                                      "warmup_ratio": 0.0}))
-    out = tmp / f"evolved-{method}"
-    assert main(["evolve", "finetune", "--model", str(tiny_model), "--init-adapter", str(warm), "--data", str(data),
-                 "--method", method, "--params", str(params), "--out", str(out), "--device", "cpu"]) == 0
+    out = finetune(tmp, tiny_model, method, data, warm, f"evolved-{method}")
     assert differs(weights(out), weights(warm))
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # TRL's frozen 'ref' copy is not saved
     config = json.loads((out / "train_config.json").read_text())
     assert (config["method"], config["init_adapter"], config["global_step"]) == (method, str(warm), 2)
+    # training starts from the init adapter's weights: one step at learning rate 0 (its whole schedule is
+    # warmup, which starts at 0) gives back exactly the adapter it started from, for two different inits
+    # (an ignored --init-adapter would give a fresh LoRA, whose B matrices are 0, both times)
+    for init in (warm, out):
+        kept = finetune(tmp, tiny_model, method, data, init, f"lr0-{method}-{init.name}", max_steps=1,
+                        warmup_ratio=1.0)
+        assert not differs(weights(kept), weights(init)), f"a step at lr 0 changed the adapter it continued ({init})"
 
 
 def test_the_reward_reads_answers_with_the_testbed_parser():
