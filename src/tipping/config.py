@@ -259,7 +259,6 @@ class Params(BaseModel):
     sft: SFTSection
     report: ReportParams = ReportParams()
     runtime: RuntimeParams = RuntimeParams()
-    fail_once: bool = False  # tests only: a probe job fails on its first attempt (retries must recover)
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod

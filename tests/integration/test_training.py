@@ -8,13 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import yaml
 from safetensors.torch import load_file
 
+from held import start_held, wait_held
 from tipping.cli import main
 from tipping.outputs import read_jsonl, write_jsonl
 from tipping.policies import Sampling, load_policy
@@ -184,20 +183,17 @@ def test_kill_9_during_training_then_rerun_resumes_to_a_complete_adapter(tmp, ti
     argv = ["align", "dpo", "--model", str(tiny_model), "--pairs", str(pairs), "--out", str(out), "--max-steps", "40",
             "--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3", "--save-steps", "5", "--device", "cpu"]
     checkpoints = tmp / "killed.partial" / "checkpoints"
-    proc = subprocess.Popen([sys.executable, "-m", "tipping", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    deadline = time.monotonic() + 120
-    while not any(checkpoints.glob("checkpoint-*/trainer_state.json")):
-        assert proc.poll() is None and time.monotonic() < deadline, "training ended before a checkpoint was seen"
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before the kill; raise --max-steps"
+    # killed right after the 2nd checkpoint was saved (step 10 of 40)
+    proc = start_held("transformers.trainer_callback:CallbackHandler.on_save", 2, tmp / "held", argv,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_held(proc, tmp / "held")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()  # never a half adapter under the final name
     (checkpoints / "checkpoint-999").mkdir()  # as if killed while saving: no trainer_state.json
     assert main(argv) == 0
     config = json.loads((out / "train_config.json").read_text())
-    assert config["resumed_from"].startswith("checkpoint-") and config["resumed_from"] != "checkpoint-999"
+    assert config["resumed_from"] == "checkpoint-10"  # the newest complete checkpoint, not the torn 999
     assert config["global_step"] == 40 and not (tmp / "killed.partial").exists()
     load_policy(f"transformers:{tiny_model}@{out}")  # loads as a policy
 
