@@ -62,8 +62,10 @@ def _run_until_held(workdir, hold_out: str, sig, log_path) -> list[str]:
     cmd = [str(VENV_BIN / "python"), "-m", "snakemake", "--configfile", CI, "--profile", LOCAL, "--cores", "1",
            "--retries", "0", "all"]
     with open(log_path, "w") as log:
+        # SIGINT back to its default: a shell that starts pytest in the background has it ignored, which
+        # the run would inherit (Python then installs no KeyboardInterrupt handler)
         proc = subprocess.Popen(cmd, cwd=workdir, env=hold_env(hold_out, held), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 1200  # only a guard against a hung run: the wait is for the file
         while not held.exists():
             assert proc.poll() is None, f"the run ended before {hold_out} was held:\n{log_path.read_text()[-3000:]}"
