@@ -64,8 +64,8 @@ def main() -> None:
 
     p = {name: mean_p_violate(work / name) for name in RUNS}
     rates = {name: json.loads((work / name / "metrics.json").read_text()) for name in RUNS}
-    effects = {c: {row["round"]: row for row in json.loads((work / f"effect-{c}" / "effect.json").read_text())["rounds"]}
-               for c in CONTROLS}
+    effects = {c: {row["round"]: row for row in json.loads((work / f"effect-{c}" / "effect.json").read_text())[
+        "rounds"]} for c in CONTROLS}
     print(f"SmolLM2-135M-Instruct, single-test first {args.items} items, {args.rounds} rounds, choice mode, "
           f"T = 1, seed {args.seed}")
     print("round | mean P(violate): treatment no_feedback all_supervised | violation rate: same order | "
@@ -73,8 +73,8 @@ def main() -> None:
     for i, r in enumerate(rates["treatment"]["rounds"]):
         cells = [f"{r:5d}", " ".join(f"{p[n][r]:.2f}" for n in RUNS),
                  " ".join(f"{rates[n]['violation_rate'][i]:.2f}" for n in RUNS)]
-        cells += [f"{effects[c][r]['difference']:+.2f} [{effects[c][r]['ci_low']:+.2f}, {effects[c][r]['ci_high']:+.2f}]"
-                  for c in CONTROLS]
+        cells += [f"{e['difference']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]"
+                  for e in (effects[c][r] for c in CONTROLS)]
         print(" | ".join(cells))
 
 
