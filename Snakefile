@@ -39,7 +39,6 @@ include: "workflow/rules/align.smk"
 include: "workflow/rules/evolve.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
-include: "workflow/rules/checks.smk"
 
 
 rule all:

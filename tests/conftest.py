@@ -10,19 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-UPSTREAM = ROOT.parent / "shared" / "upstream-atp"
-
-
-@pytest.fixture(scope="session")
-def upstream() -> Path:
-    if not UPSTREAM.is_dir():
-        pytest.skip(f"the paper's data files are not at {UPSTREAM}")
-    return UPSTREAM
-
-
-pytest_plugins = ["fixtures_models"]  # model fixtures (tests/fixtures_models.py): tiny_model, smollm2_model, vllm_tiny, ...
+# model fixtures (tests/fixtures_models.py): tiny_model, smollm2_model, vllm_tiny, ...; the paper's data files
+# (tests/fixtures_upstream.py): upstream; pytester runs pytest on a made-up test folder
+pytest_plugins = ["fixtures_models", "fixtures_upstream", "pytester"]

@@ -263,7 +263,6 @@ class Params(BaseModel):
     sft: SFTSection
     report: ReportParams = ReportParams()
     runtime: RuntimeParams = RuntimeParams()
-    fail_once: bool = False  # tests only: a probe job fails on its first attempt (retries must recover)
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
@@ -330,6 +329,15 @@ class Params(BaseModel):
                         err = exc.errors()[0]
                         where_ = "per_model" if m in getattr(self, section).per_model else "per_testbed"
                         fail(f"{section}.{where_}." + ".".join(str(x) for x in err["loc"]), err["msg"])
+        # the DAG hands the aligned policy on as a LoRA adapter (evaluation, evolution); a full model cannot go there
+        for m in self.models if "grpo" in self.defences else []:
+            for t in self.testbeds:
+                if self.training("grpo", m, t)["full_parameter"]:
+                    where_ = next((f"grpo.{k}.{key}" for k, key in (("per_model", m), ("per_testbed", t))
+                                   if "full_parameter" in getattr(self.grpo, k).get(key, {})), "grpo")
+                    fail(f"{where_}.full_parameter", "true writes a full model, but the DAG hands the GRPO policy on "
+                         "as a LoRA adapter (evaluation, evolution); set it false (full-parameter GRPO runs outside "
+                         "the DAG: `tipping align grpo --params FILE`)")
 
     # -- resolved values used by the rules -------------------------------------------------
     def training(self, section: str, model: str, testbed: str) -> dict:

@@ -152,11 +152,3 @@ def chain_stem(model: str = M, defence: str = D, testbed: str = T, seed=S, round
     """A flat name for logs: model_defence_testbed_sS_rR."""
     return f"{model}_{defence}_{testbed}_s{seed}_r{round}"
 
-
-def fail_once_marker(root: str) -> str:
-    """Testing only (params `fail_once`): the probe job's first attempt leaves this and exits 1."""
-    return f"{root}/checks/fail_once.attempted"
-
-
-def fail_once_done(root: str) -> str:
-    return f"{root}/checks/fail_once.done"

@@ -45,6 +45,7 @@ def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling:
     """Play the episodes and write the output folder; returns metrics.json's content."""
     out = Path(out)
     with output_lock(out):
+        (out / "metrics.json").unlink(missing_ok=True)  # a crash below must not leave old metrics beside new records
         cache = ResponseCache(Path(cache_dir) if cache_dir else out / "cache")
         engine = Engine(policy, decision, sampling, cache=cache, batch_size=batch_size, progress=progress)
         records = engine.run(episodes)

@@ -6,13 +6,12 @@ import math
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from fixtures_models import make_turns, save_lora
+from held import start_held, wait_held
 from tipping.cli import main
 from tipping.errors import InputError
 from tipping.policies import Sampling, load_policy
@@ -160,26 +159,19 @@ def test_cli_run_then_rerun_is_free_and_identical(tiny_model, tmp_path, decision
 def test_kill_9_then_resume_gives_identical_records(tiny_model, tmp_path):
     """A run killed mid-way and rerun writes the same records, byte for byte, as a run never killed."""
     options = ["--limit", "12", "--rounds", "3", "--max-new-tokens", "48", "--batch-size", "1"]  # 36 turns
-
-    def command(name):
-        return [sys.executable, "-m", "tipping", *run_single(tiny_model, tmp_path / name, *options)]
-
-    proc = subprocess.Popen(command("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    cache, cached = tmp_path / "killed" / "cache", 0
-    deadline = time.monotonic() + 120
-    while cached < 5 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        cached = len(list(cache.glob("*/*.json"))) if cache.is_dir() else 0
-    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    argv = run_single(tiny_model, tmp_path / "killed", *options)
+    # killed right after the 5th answer reached the cache (each batch is one turn)
+    proc = start_held("tipping.cache:ResponseCache.put", 5, tmp_path / "held", argv, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    wait_held(proc, tmp_path / "held")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "metrics.json").exists()
 
-    subprocess.run(command("killed"), check=True, capture_output=True)
+    assert main(argv) == 0
     stats = json.loads((tmp_path / "killed" / "run.json").read_text())["stats"]
-    assert stats["cache_hits"] >= cached and stats["model_calls"] == 36 - stats["cache_hits"]
-    subprocess.run(command("whole"), check=True, capture_output=True)
+    assert (stats["cache_hits"], stats["model_calls"]) == (5, 31)  # the 5 cached answers are reused, no more
+    assert main(run_single(tiny_model, tmp_path / "whole", *options)) == 0
     assert (tmp_path / "killed" / "records.jsonl").read_bytes() == (tmp_path / "whole" / "records.jsonl").read_bytes()
 
 

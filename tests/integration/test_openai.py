@@ -3,7 +3,6 @@ and a scripted local server for the failure paths (retries, 500s, refused connec
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -61,6 +60,7 @@ class Scripted:
 
     def __init__(self, statuses):
         self.statuses, self.paths = list(statuses), []
+        self.released = threading.Event()  # "slow" answers wait for it: set only once the test is done
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,8 +68,8 @@ class Scripted:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 scripted.paths.append(self.path)
                 status = scripted.statuses.pop(0) if len(scripted.statuses) > 1 else scripted.statuses[0]
-                if status == "slow":  # answers, but only after the client has given up
-                    time.sleep(1.0)
+                if status == "slow":  # answers, but only after the client has given up (at close)
+                    scripted.released.wait()
                     status = 200
                 body = json.dumps(CHAT_OK if status == 200 else {"error": "scripted"}).encode()
                 try:
@@ -89,6 +89,7 @@ class Scripted:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -139,11 +140,11 @@ def test_connection_refused(scripted):
 
 def test_slow_server_times_out_retries_then_names_the_server(scripted):
     server = scripted("slow", 200)
-    (completion,) = OpenAIPolicy(server.url, "m", backoff=0.01, timeout=0.3).generate(make_turns(1), SHORT)
+    (completion,) = OpenAIPolicy(server.url, "m", backoff=0.01, timeout=1).generate(make_turns(1), SHORT)
     assert completion.text == '{"choice": "comply"}'  # the timed-out try was retried
     server = scripted("slow")
     with pytest.raises(InputError, match=rf"server {server.url}/chat/completions could not be reached \(ReadTimeout"):
-        OpenAIPolicy(server.url, "m", backoff=0.01, timeout=0.3, retries=2).generate(make_turns(1), SHORT)
+        OpenAIPolicy(server.url, "m", backoff=0.01, timeout=1, retries=2).generate(make_turns(1), SHORT)
 
 
 def test_server_without_tokenize_cannot_score(scripted):

@@ -8,13 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import yaml
 from safetensors.torch import load_file
 
+from held import start_held, wait_held
 from tipping.cli import main
 from tipping.outputs import read_jsonl, write_jsonl
 from tipping.policies import Sampling, load_policy
@@ -135,6 +134,17 @@ def test_full_parameter_grpo_writes_a_model_folder(tmp, tiny_model, items):
     load_policy(f"transformers:{out}")
 
 
+def finetune(tmp, tiny_model, method, data, init, name, **schedule):
+    """`tipping evolve finetune` continuing the adapter `init`; returns the output folder."""
+    params = tmp / f"{name}.yaml"  # one section's fields at the top level
+    params.write_text(yaml.safe_dump({"max_steps": 2, "learning_rate": 1e-2, "batch_size": 2, "grad_accum": 1,
+                                      "warmup_ratio": 0.0, **schedule}))
+    out = tmp / name
+    assert main(["evolve", "finetune", "--model", str(tiny_model), "--init-adapter", str(init), "--data", str(data),
+                 "--method", method, "--params", str(params), "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
 @pytest.mark.parametrize("method", ["sft", "dpo"])
 def test_finetune_continues_the_init_adapter(tmp, tiny_model, items, pairs, warm, method):
     data = pairs
@@ -142,16 +152,18 @@ def test_finetune_continues_the_init_adapter(tmp, tiny_model, items, pairs, warm
         data = tmp / "kept.jsonl"
         write_jsonl(data, [{"messages": [*p.messages, {"role": "assistant", "content": canonical_answer("break")}]}
                            for p in load_prompts(items)])
-    params = tmp / f"{method}.yaml"  # one section's fields at the top level
-    params.write_text(yaml.safe_dump({"max_steps": 2, "learning_rate": 1e-2, "batch_size": 2, "grad_accum": 1,
-                                      "warmup_ratio": 0.0}))
-    out = tmp / f"evolved-{method}"
-    assert main(["evolve", "finetune", "--model", str(tiny_model), "--init-adapter", str(warm), "--data", str(data),
-                 "--method", method, "--params", str(params), "--out", str(out), "--device", "cpu"]) == 0
+    out = finetune(tmp, tiny_model, method, data, warm, f"evolved-{method}")
     assert differs(weights(out), weights(warm))
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # TRL's frozen 'ref' copy is not saved
     config = json.loads((out / "train_config.json").read_text())
     assert (config["method"], config["init_adapter"], config["global_step"]) == (method, str(warm), 2)
+    # training starts from the init adapter's weights: one step at learning rate 0 (its whole schedule is
+    # warmup, which starts at 0) gives back exactly the adapter it started from, for two different inits
+    # (an ignored --init-adapter would give a fresh LoRA, whose B matrices are 0, both times)
+    for init in (warm, out):
+        kept = finetune(tmp, tiny_model, method, data, init, f"lr0-{method}-{init.name}", max_steps=1,
+                        warmup_ratio=1.0)
+        assert not differs(weights(kept), weights(init)), f"a step at lr 0 changed the adapter it continued ({init})"
 
 
 def test_the_reward_reads_answers_with_the_testbed_parser():
@@ -171,20 +183,17 @@ def test_kill_9_during_training_then_rerun_resumes_to_a_complete_adapter(tmp, ti
     argv = ["align", "dpo", "--model", str(tiny_model), "--pairs", str(pairs), "--out", str(out), "--max-steps", "40",
             "--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3", "--save-steps", "5", "--device", "cpu"]
     checkpoints = tmp / "killed.partial" / "checkpoints"
-    proc = subprocess.Popen([sys.executable, "-m", "tipping", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    deadline = time.monotonic() + 120
-    while not any(checkpoints.glob("checkpoint-*/trainer_state.json")):
-        assert proc.poll() is None and time.monotonic() < deadline, "training ended before a checkpoint was seen"
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before the kill; raise --max-steps"
+    # killed right after the 2nd checkpoint was saved (step 10 of 40)
+    proc = start_held("transformers.trainer_callback:CallbackHandler.on_save", 2, tmp / "held", argv,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_held(proc, tmp / "held")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()  # never a half adapter under the final name
     (checkpoints / "checkpoint-999").mkdir()  # as if killed while saving: no trainer_state.json
     assert main(argv) == 0
     config = json.loads((out / "train_config.json").read_text())
-    assert config["resumed_from"].startswith("checkpoint-") and config["resumed_from"] != "checkpoint-999"
+    assert config["resumed_from"] == "checkpoint-10"  # the newest complete checkpoint, not the torn 999
     assert config["global_step"] == 40 and not (tmp / "killed.partial").exists()
     load_policy(f"transformers:{tiny_model}@{out}")  # loads as a policy
 

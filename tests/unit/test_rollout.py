@@ -8,7 +8,7 @@ import pytest
 from tipping.cache import ResponseCache
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
 from tipping.rollout import Engine, choice_probability, sample_deviant
-from tipping.runs import multi_episodes, single_episodes
+from tipping.runs import execute, multi_episodes, single_episodes
 from tipping.scenarios import load_multi_games, load_single_items
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.single import SingleSettings
@@ -113,3 +113,21 @@ def test_choice_mode_records_probability_and_canonical_answer():
     assert all(r["response"] in ('{"choice": "%s"}' % r["compliant"], '{"choice": "%s"}' % r["violating"])
                for r in records)
     assert all(r["valid"] for r in records)
+
+
+class CrashesOnRound2(Recorder):
+    def generate(self, turns, sampling):
+        if turns[0].round == 2:
+            raise RuntimeError("backend died")
+        return super().generate(turns, sampling)
+
+
+def test_a_rerun_that_crashes_leaves_no_old_metrics_beside_new_records(tmp_path):
+    config = {"testbed": "single"}
+    execute(single(2, 2), Recorder(), decision="generate", sampling=Sampling(), out=tmp_path, config=config,
+            progress=False)
+    assert (tmp_path / "metrics.json").is_file()
+    with pytest.raises(RuntimeError, match="backend died"):
+        execute(single(2, 2), CrashesOnRound2(), decision="generate", sampling=Sampling(), out=tmp_path,
+                config=config, cache_dir=tmp_path / "other-cache", progress=False)
+    assert not (tmp_path / "metrics.json").exists()  # metrics.json means "completed": never a stale one

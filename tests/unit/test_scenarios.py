@@ -25,9 +25,10 @@ from tipping.scenarios import (
 from tipping.scenarios.generator import PER_SCENARIO, fmt_num, make_split, slug
 from tipping.scenarios.models import GAME_FIELDS
 
+from fixtures_upstream import UPSTREAM
+
 LIBRARY = Path(tipping.scenarios.__file__).parent / "library"
-UPSTREAM = Path(__file__).resolve().parents[2].parent / "shared" / "upstream-atp"
-needs_upstream = pytest.mark.skipif(not UPSTREAM.is_dir(), reason=f"no upstream ATP data at {UPSTREAM}")
+needs_upstream = pytest.mark.usefixtures("upstream")  # skips, or fails under CI, without the paper's files
 
 JOBS, GAMES = single_library(), multi_library()
 ITEM_SPLITS = tuple(PER_SCENARIO)

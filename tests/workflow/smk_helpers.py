@@ -25,6 +25,8 @@ WORKFLOW_FILES = ("Snakefile", "params.yaml", "config", "workflow", "src")
 CI = "config/ci.yaml"
 CI_RESULTS = "results/ci"
 LOCAL = "workflow/profiles/local"
+OVERLAY = Path(__file__).resolve().parent / "overlay"  # test-only workflow pieces, never in the paper's DAG
+PROBE_DONE = f"{CI_RESULTS}/checks/fail_once.done"  # the probe job's output under the ci config
 # the tipping commands the CI DAG calls (the contract of the rules); a missing one fails the run tests
 CI_COMMANDS = (("model", "prepare"), ("align", "pairs"), ("align", "dpo"), ("run", "single"), ("evolve", "score"),
                ("evolve", "filter"), ("evolve", "finetune"), ("tables",), ("plot",), ("viewer",))
@@ -53,6 +55,22 @@ def copy_workflow(dest: Path) -> Path:
         else:
             shutil.copy2(src, dest / name)
     return dest
+
+
+def add_probe(workdir: Path) -> None:
+    """Add the test-only probe_fail_once rule (overlay/probe.smk) to a workflow copy."""
+    shutil.copy2(OVERLAY / "probe.smk", workdir / "workflow" / "rules" / "probe.smk")
+    with open(workdir / "Snakefile", "a") as snakefile:
+        snakefile.write('\n\ninclude: "workflow/rules/probe.smk"\n')
+
+
+def hold_env(workdir: Path, hold_out: str, held: Path) -> dict:
+    """env() for a run whose job writing `--out hold_out` finishes its command, then writes `held`
+    and hangs until killed (overlay/bin/python goes first on PATH as the jobs' `python`)."""
+    e = env(workdir)
+    e.update(PATH=f"{OVERLAY / 'bin'}{os.pathsep}{e['PATH']}", TIPPING_TEST_PYTHON=str(VENV_BIN / "python"),
+             TIPPING_TEST_HOLD_OUT=hold_out, TIPPING_TEST_HOLD_FILE=str(held))
+    return e
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:

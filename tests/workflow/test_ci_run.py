@@ -11,8 +11,8 @@ import subprocess
 import time
 
 import pytest
-from smk_helpers import (CI, CI_RESULTS, LOCAL, VENV_BIN, copy_workflow, dry_run_jobs, env, jobs_ran, run_files,
-                         snakemake)
+from smk_helpers import (CI, CI_RESULTS, LOCAL, PROBE_DONE, VENV_BIN, add_probe, copy_workflow, dry_run_jobs,
+                         hold_env, jobs_ran, run_files, snakemake)
 
 from tipping import paths
 from tipping.config import Params
@@ -54,40 +54,52 @@ def _incomplete(workdir) -> list[str]:
     return [base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)).decode(errors="replace") for n in names]
 
 
-def _start_and_interrupt(workdir, sig, log_path) -> list[str]:
-    """Start the CI run; once one more evaluation has finished and another job is mid-run, send
-    `sig` to the whole process group (snakemake and its jobs); return what was cut mid-job."""
-    evals = workdir / CI_RESULTS / "evals"
-    done_before = len(list(evals.glob("**/metrics.json")))
-    cmd = [str(VENV_BIN / "python"), "-m", "snakemake", "--configfile", CI, "--profile", LOCAL, "all"]
+def _run_until_held(workdir, hold_out: str, sig, log_path) -> list[str]:
+    """Start the CI run on one core without retries; once the job writing `hold_out` has done its
+    work and hangs (overlay/bin/python), send `sig` to the whole process group (snakemake and the
+    job); return the outputs that were marked incomplete then: the held job's, as it runs alone."""
+    held = workdir / "held"
+    cmd = [str(VENV_BIN / "python"), "-m", "snakemake", "--configfile", CI, "--profile", LOCAL, "--cores", "1",
+           "--retries", "0", "all"]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env(workdir), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        deadline = time.monotonic() + 900
-        while len(list(evals.glob("**/metrics.json"))) <= done_before or not _incomplete(workdir):
-            assert proc.poll() is None, f"the run ended before it could be interrupted:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, "no evaluation finished in 15 min"
+        # SIGINT back to its default: a shell that starts pytest in the background has it ignored, which
+        # the run would inherit (Python then installs no KeyboardInterrupt handler)
+        proc = subprocess.Popen(cmd, cwd=workdir, env=hold_env(workdir, hold_out, held), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 1200  # only a guard against a hung run: the wait is for the file
+        while not held.exists():
+            assert proc.poll() is None, f"the run ended before {hold_out} was held:\n{log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{hold_out} was not reached in 20 min"
             time.sleep(0.1)
         cut = _incomplete(workdir)
         os.killpg(proc.pid, sig)
         proc.wait(timeout=300)
+    held.unlink()
+    assert cut and all(out == hold_out or out.startswith(hold_out + "/") for out in cut), cut
     return cut
+
+
+def _wanted(workdir, hold_out: str) -> bool:
+    """Whether a dry run (with --rerun-incomplete) would run the job writing `hold_out` again."""
+    dry = snakemake(workdir, "-n", "-p", "--rerun-incomplete", "all", "--configfile", CI)
+    return f"--out {hold_out} " in dry.stdout
 
 
 @pytest.mark.slow
 def test_interrupted_and_killed_runs_finish_when_rerun_and_match(ci_run, tmp_path):
     workdir = copy_workflow(tmp_path / "killed")
-    # 1. Ctrl-C (SIGINT to the process group): snakemake stops its jobs and cleans up; `snakemake`
-    #    again carries on, redoing the interrupted jobs
-    cut = _start_and_interrupt(workdir, signal.SIGINT, tmp_path / "sigint.log")
-    assert cut
-    # 2. a hard kill (SIGKILL, as a node crash): no cleanup, the jobs' outputs stay marked incomplete
-    cut = _start_and_interrupt(workdir, signal.SIGKILL, tmp_path / "sigkill.log")
-    assert cut and set(cut) <= set(_incomplete(workdir))
-    # nothing partial is kept as done: a dry run wants every job that was cut mid-run
-    dry = snakemake(workdir, "-n", "--rerun-incomplete", "all", "--configfile", CI)
-    for output in cut:
-        assert output in dry.stdout + dry.stderr, f"{output} was cut mid-job but is not rerun"
+    evaluation = paths.eval_run(CI_RESULTS, "tiny-qwen3", "none", "single", 0, 0, "treatment")
+    finetune = paths.evolved_adapter(CI_RESULTS, "tiny-qwen3", "dpo", "single", 0, 1)
+    # 1. Ctrl-C (SIGINT to the process group) while an evaluation, its files written, has not ended:
+    #    snakemake stops; the job is not kept as done
+    _run_until_held(workdir, evaluation, signal.SIGINT, tmp_path / "sigint.log")
+    assert _wanted(workdir, evaluation)
+    # 2. a hard kill (SIGKILL, as a node crash) of the next run while a later job (training) has not
+    #    ended: no cleanup, its outputs stay marked incomplete, and complete-looking files are not
+    #    kept as done: a dry run wants the job again
+    cut = _run_until_held(workdir, finetune, signal.SIGKILL, tmp_path / "sigkill.log")
+    assert set(cut) <= set(_incomplete(workdir))
+    assert (workdir / finetune).is_dir() and _wanted(workdir, finetune)
     # the killed snakemake left its lock: the next run says so (runs nothing) until --unlock
     locked = snakemake(workdir, "--configfile", CI, "--profile", LOCAL, "all", check=False)
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
@@ -108,11 +120,15 @@ def test_interrupted_and_killed_runs_finish_when_rerun_and_match(ci_run, tmp_pat
 
 
 def test_a_job_that_fails_once_is_retried(tmp_path):
-    """`fail_once: true` adds a probe job whose first attempt exits 1; the local profile retries it."""
+    """The test-only probe job (overlay/probe.smk) exits 1 on its first attempt; the local profile retries it."""
     workdir = copy_workflow(tmp_path / "retry")
-    target = paths.fail_once_done("results/ci")
-    proc = snakemake(workdir, target, "--profile", LOCAL, "--configfile", CI, "--config", "fail_once=true")
+    add_probe(workdir)
+    proc = snakemake(workdir, PROBE_DONE, "--profile", LOCAL, "--configfile", CI)
     out = proc.stdout + proc.stderr
     assert jobs_ran(out).count("probe_fail_once") == 2, out[-3000:]
-    assert (workdir / paths.fail_once_marker("results/ci")).exists()
-    assert (workdir / target).read_text() == "ok\n"
+    assert (workdir / PROBE_DONE).read_text() == "ok\n"
+
+
+def test_the_paper_dag_has_no_test_rule(tmp_path):
+    proc = snakemake(copy_workflow(tmp_path / "plain"), "--list-rules", "--configfile", CI, timeout=120)
+    assert "probe_fail_once" not in proc.stdout + proc.stderr

@@ -109,6 +109,10 @@ BAD = {
                             "mostly_unsupervised, last_unsupervised, last_supervised, random"),
     "missing_section": (lambda d: _drop(d, "multi"), "params.yaml: field multi: Field required"),
     "unknown_key": (lambda d: _set(d, "single.windw", 5), "params.yaml: field single.windw: Extra inputs are not permitted"),
+    "grpo_full_parameter": (lambda d: _set(d, "grpo.full_parameter", True),
+                            "params.yaml: field grpo.full_parameter: true writes a full model, but the DAG hands the "
+                            "GRPO policy on as a LoRA adapter (evaluation, evolution); set it false (full-parameter "
+                            "GRPO runs outside the DAG: `tipping align grpo --params FILE`)"),
 }
 
 
@@ -147,3 +151,11 @@ def test_threshold_check_names_the_overlay(tmp_path):
     overlay.write_text("multi: {agents: 3}\n")
     with pytest.raises(InputError, match=r"params.yaml\+.*bad.yaml: field multi.thresholds.1: threshold 4 > agents 3$"):
         Params.from_files(ROOT / "params.yaml", overlay)
+
+
+def test_full_parameter_grpo_is_refused_where_the_dag_would_use_it(paper):
+    per_model = _set(paper, "grpo.per_model", {"qwen3-8b": {"full_parameter": True}})
+    with pytest.raises(InputError, match=r"^params.yaml: field grpo.per_model.qwen3-8b.full_parameter: true writes"):
+        Params.load(per_model, "params.yaml")
+    no_grpo = _set(_set(paper, "grpo.full_parameter", True), "defences", ["none", "dpo"])
+    assert Params.load(no_grpo).training("grpo", "qwen3-8b", "single")["full_parameter"] is True  # no GRPO job

@@ -13,9 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from smk_helpers import CI, ROOT, copy_workflow, jobs_ran, run_files, snakemake
-
-from tipping import paths
+from smk_helpers import CI, PROBE_DONE, ROOT, add_probe, copy_workflow, jobs_ran, run_files, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -33,8 +31,8 @@ def slurm_run(ci_run, tmp_path_factory):
     if state.returncode != 0 or not re.search(r"up (idle|mix|alloc)", state.stdout):
         pytest.fail(f"SLURM is installed but not up (run scripts/slurm/start.sh): {state.stdout}{state.stderr}")
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm"))
-    proc = snakemake(workdir, "all", "--configfile", CI, "--profile", SLURM_CI, "--config", "fail_once=true",
-                     timeout=2400)
+    add_probe(workdir)  # the test-only job that fails its first attempt (overlay/probe.smk)
+    proc = snakemake(workdir, "all", PROBE_DONE, "--configfile", CI, "--profile", SLURM_CI, timeout=2400)
     return workdir, proc.stdout + proc.stderr
 
 
@@ -57,7 +55,7 @@ def test_jobs_went_through_sbatch(slurm_run):
     for rule in GPU_RULES | {"prepare_model", "aggregate", "build_viewer"}:
         assert f"rule_{rule}" in logs, f"{rule} was not submitted to SLURM"
     assert any(k.startswith("group_select") for k in logs)  # score + filter: one grouped job
-    # SLURM knows every one of them (squeue keeps finished jobs for MinJobAge = 600 s)
+    # SLURM knows every one of them (squeue keeps finished jobs for MinJobAge = 3600 s > the run's timeout)
     known = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i %T %P"], capture_output=True, text=True,
                            check=True).stdout
     states = {line.split()[0]: line.split()[1:] for line in known.splitlines()}
@@ -77,8 +75,8 @@ def test_job_failing_once_is_retried_and_the_run_completes(slurm_run):
                             check=True).stdout
     by_id = dict(line.split() for line in states.splitlines())
     assert sorted(by_id[i] for i in probe) == ["COMPLETED", "FAILED"]
-    assert (workdir / paths.fail_once_done("results/ci")).read_text() == "ok\n"
-    assert "Finished jobid: 0 (Rule: all)" in output
+    assert (workdir / PROBE_DONE).read_text() == "ok\n"
+    assert "(Rule: all)" in output and re.search(r"(\d+) of \1 steps \(100%\) done", output)
     assert jobs_ran(output).count("probe_fail_once") == 2
 
 

@@ -5,7 +5,6 @@
 rule aggregate:
     input:
         metrics=[paths.run_file(run, "metrics.json") for run in all_eval_runs()],
-        probe=[paths.fail_once_done(ROOT)] if P.fail_once else [],
     output:
         [paths.table(ROOT, name) for name in paths.TABLE_FILES],
     params:

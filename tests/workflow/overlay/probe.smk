@@ -1,15 +1,13 @@
-# Testing only (params `fail_once: true`): a probe job that fails its first attempt on purpose,
-# so the tests can show that the profile's retries recover (locally and under SLURM). The
-# marker is not an output, so it survives the failed attempt; aggregate waits for the probe.
+# Test-only rule (smk_helpers.add_probe puts it in a workflow copy; the paper's DAG never has it):
+# a probe job whose first attempt fails on purpose, so the tests can show that a profile's retries
+# recover, locally and under SLURM. The marker is not an output, so it survives the failed attempt.
 
 
 rule probe_fail_once:
     output:
-        paths.fail_once_done(ROOT),
+        f"{ROOT}/checks/fail_once.done",
     params:
-        marker=paths.fail_once_marker(ROOT),
-    conda:
-        TIPPING_ENV
+        marker=f"{ROOT}/checks/fail_once.attempted",
     log:
         paths.log(ROOT, "probe_fail_once", "probe"),
     shell:
