@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from smk_helpers import ROOT, copy_workflow, dry_run_jobs, env, jobs_ran, snakemake
+from smk_helpers import ROOT, VENV_BIN, copy_workflow, dry_run_jobs, env, jobs_ran, snakemake
 
 from tipping import paths
 from tipping.config import Params
@@ -20,13 +20,19 @@ def workdir(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("dag"))
 
 
-def test_paper_dry_run_is_fast_and_has_every_round(workdir):
+def test_paper_dry_run_loads_no_model_and_has_every_round(workdir, tmp_path):
+    # building the DAG must not touch the model stack: a `torch` that cannot be imported proves it
+    # (deterministic, unlike a time limit; the time is printed for the record)
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('building the DAG must not import torch')\n")
+    e = env(workdir)
+    e["PYTHONPATH"] = f"{tmp_path}:{e['PYTHONPATH']}"
     t0 = time.monotonic()
-    proc = snakemake(workdir, "-n", "all", timeout=60)
-    seconds = time.monotonic() - t0
-    print(f"\npaper DAG dry run: {seconds:.1f} s")
-    assert seconds < 10, f"dry run of the paper DAG took {seconds:.1f} s"
-    assert not (workdir / "results").exists()  # nothing ran, no model loaded
+    proc = subprocess.run([str(VENV_BIN / "python"), "-m", "snakemake", "-n", "all"], cwd=workdir, env=e,
+                          capture_output=True, text=True, timeout=300)
+    print(f"\npaper DAG dry run: {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (workdir / "results").exists()  # nothing ran
     p = Params.from_files(ROOT / "params.yaml")
     jobs = dry_run_jobs(proc.stdout + proc.stderr)
     rounds = range(1, p.evolution.rounds + 1)
