@@ -81,6 +81,20 @@ def test_multi_transcript_roles_texts_and_seeds():
     assert len({t.seed for t in turns1 + turns2}) == 4
 
 
+def test_every_delta_is_rounded_to_cents_of_the_base():
+    # factors exact in binary: (1.03125 - 1) x 2 = 0.0625 -> 0.06, (0.84375 - 1) x 2 = -0.3125 -> -0.31
+    add = MultiEpisode(GAME, 2, (1.2345, 1.03125, 0.84375),
+                       MultiSettings(agents=3, start_capital=2.0, reward_mode="additive"), seed=7)
+    assert add.question == "This is a new round.\n2 invest: 0.47, else -0.31; keep: 0.06."
+
+
+def test_multi_records_carry_the_forced_choice_probability():
+    ep = MultiEpisode(GAME, 2, REWARDS, MultiSettings(agents=3, rounds=1, confederates=1), seed=7)
+    assert [t.agent for t in ep.turns(1)] == [0, 1]
+    recs = ep.record(1, [Answer(canonical_answer("invest"), p_deviant=p) for p in (0.6, 0.2)])
+    assert [r["p_deviant"] for r in recs] == [0.6, 0.2, None]  # the confederate was not asked
+
+
 def test_multi_records_in_full():
     settings = MultiSettings(agents=3, rounds=1, reward_mode="additive", success_applies_to_all=False,
                              confederates=1, start_capital=2.0)
