@@ -68,6 +68,7 @@ def test_the_reference_reproduces_the_published_example():
     (2, 8, 5, 5),  # ad - bc = -30 < 0: A = ad - bc
     (5, 5, 5, 6),  # ad - bc = 5 in [0, n/2 = 10.5]: A = 0
     (5, 5, 4, 6),  # ad - bc = 10 = n/2: A = 0 (the boundary)
+    (4, 5, 4, 7),  # ad - bc = 8, between n/3 and n/2 = 10: A = 0
     (6, 4, 4, 6),  # ad - bc = 20 > n/2 = 10: A = 10
     (30, 5, 0, 0),  # c + d = 0: a zero margin, phi = 0
     (0, 0, 12, 3),  # a + b = 0
