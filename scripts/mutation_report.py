@@ -75,7 +75,8 @@ def main() -> int:
     per_module: dict[str, Counter] = defaultdict(Counter)
     for name, st in status.items():
         per_module[module(name)][st] += 1
-    for name, _ in equivalent:
+    for name, _ in equivalent:  # an equivalent mutant is a survivor: count it once, as equivalent
+        per_module[module(name)]["survived"] -= 1
         per_module[module(name)]["equivalent"] += 1
     total = Counter()
     for c in per_module.values():
@@ -100,8 +101,8 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mod, c in sorted(per_module.items()):
-        lines.append(f"| `{mod}` | {sum(v for k, v in c.items() if k != 'equivalent')} | {c['killed']} | "
-                     f"{c['equivalent']} | {c['survived'] - c['equivalent']} | {c['timeout']} | {c['no tests']} |")
+        lines.append(f"| `{mod}` | {sum(c.values())} | {c['killed']} | "
+                     f"{c['equivalent']} | {c['survived']} | {c['timeout']} | {c['no tests']} |")
     lines += ["", "## Equivalent mutants", "", "| mutant | change | why no test can see it |", "| --- | --- | --- |"]
     for name, e in equivalent:
         lines.append(f"| `{name.split('.', 2)[-1]}` | `{_cell(e['from'])}` → `{_cell(e['to'])}` | {_cell(e['reason'])} |")

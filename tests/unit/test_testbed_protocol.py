@@ -4,6 +4,7 @@ windows, feedback texts, payoffs, seeds and records, each pinned so that a chang
 import pytest
 
 from tipping.rollout import Answer
+from tipping.scenarios import load_multi_items
 from tipping.scenarios.models import GameParams, MultiScenario, SingleItem
 from tipping.testbeds.base import canonical_answer, derive_seed, sha256_json
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
@@ -79,6 +80,20 @@ def test_multi_transcript_roles_texts_and_seeds():
             assert (t.round, t.item_id, t.options.labels()) == (r, ep.id, ("keep money", "invest"))
             assert t.seed == derive_seed(7, ep.id, r, t.agent)
     assert len({t.seed for t in turns1 + turns2}) == 4
+
+
+def test_every_delta_is_rounded_to_cents_of_the_base():
+    # factors exact in binary: (1.03125 - 1) x 2 = 0.0625 -> 0.06, (0.84375 - 1) x 2 = -0.3125 -> -0.31
+    add = MultiEpisode(GAME, 2, (1.2345, 1.03125, 0.84375),
+                       MultiSettings(agents=3, start_capital=2.0, reward_mode="additive"), seed=7)
+    assert add.question == "This is a new round.\n2 invest: 0.47, else -0.31; keep: 0.06."
+
+
+def test_multi_records_carry_the_forced_choice_probability():
+    ep = MultiEpisode(GAME, 2, REWARDS, MultiSettings(agents=3, rounds=1, confederates=1), seed=7)
+    assert [t.agent for t in ep.turns(1)] == [0, 1]
+    recs = ep.record(1, [Answer(canonical_answer("invest"), p_deviant=p) for p in (0.6, 0.2)])
+    assert [r["p_deviant"] for r in recs] == [0.6, 0.2, None]  # the confederate was not asked
 
 
 def test_multi_records_in_full():
@@ -225,3 +240,18 @@ def test_derive_seed_and_content_hash_are_pinned():
 
 SEEDS = [1429780589, 1385499991]
 SHA = "8d6facd61fc966b6ad219afcb605319c28593f4cf08b92d7f362ec8150201766"
+
+
+def test_a_multi_item_plays_its_own_agents_scenario_base_and_seed():
+    item = load_multi_items("multi-train")[0]
+    item = item.model_copy(update={"params": item.params.model_copy(update={"n": 5})})
+    settings = MultiSettings(agents=8, rounds=1, reward_mode="additive", start_capital=2.0)
+    ep = MultiEpisode.from_item(item, settings, seed=3)
+    assert "each round adds (factor - 1) x 2.0 to your capital" in ep.system_prompt
+    turns = ep.turns(1)
+    assert [t.agent for t in turns] == [0, 1, 2, 3, 4]  # the item's n, not the settings' 8
+    recs = ep.record(1, [Answer(canonical_answer(item.collective)) for _ in turns])
+    assert {(r["scenario"], r["episode"]) for r in recs} == {(item.scenario, item.id)}
+    other_seed = MultiEpisode.from_item(item, settings, seed=4).turns(1)
+    assert [t.seed for t in turns] == [t.seed for t in MultiEpisode.from_item(item, settings, seed=3).turns(1)]
+    assert not {t.seed for t in turns} & {t.seed for t in other_seed}  # the sampling seed draws them
