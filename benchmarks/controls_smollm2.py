@@ -23,7 +23,6 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from tipping.cli import main as tipping
-from tipping.outputs import read_jsonl
 
 RUNS = {"treatment": [], "no_feedback": ["--feedback", "none"], "all_supervised": ["--supervision", "all_supervised"]}
 CONTROLS = ("no_feedback", "all_supervised")
@@ -34,13 +33,6 @@ def run(argv: list[str]) -> None:
         code = tipping(argv)
     if code:
         raise SystemExit(f"`tipping {' '.join(argv)}` exited {code}")
-
-
-def mean_p_violate(folder: Path) -> dict[int, float]:
-    by_round: dict[int, list[float]] = {}
-    for r in read_jsonl(folder / "records.jsonl"):
-        by_round.setdefault(r["round"], []).append(r["p_deviant"])
-    return {k: sum(v) / len(v) for k, v in sorted(by_round.items())}
 
 
 def main() -> None:
@@ -62,7 +54,6 @@ def main() -> None:
     for control in CONTROLS:
         run(["compare", str(work / "treatment"), str(work / control), "--out", str(work / f"effect-{control}")])
 
-    p = {name: mean_p_violate(work / name) for name in RUNS}
     rates = {name: json.loads((work / name / "metrics.json").read_text()) for name in RUNS}
     effects = {c: {row["round"]: row for row in json.loads((work / f"effect-{c}" / "effect.json").read_text())[
         "rounds"]} for c in CONTROLS}
@@ -71,7 +62,7 @@ def main() -> None:
     print("round | mean P(violate): treatment no_feedback all_supervised | violation rate: same order | "
           "treatment - no_feedback [95% CI] | treatment - all_supervised [95% CI]")
     for i, r in enumerate(rates["treatment"]["rounds"]):
-        cells = [f"{r:5d}", " ".join(f"{p[n][r]:.2f}" for n in RUNS),
+        cells = [f"{r:5d}", " ".join(f"{rates[n]['mean_p_deviant'][i]:.2f}" for n in RUNS),
                  " ".join(f"{rates[n]['violation_rate'][i]:.2f}" for n in RUNS)]
         cells += [f"{e['difference']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]"
                   for e in (effects[c][r] for c in CONTROLS)]
