@@ -34,6 +34,7 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    truncated: bool = False  # cut by max_new_tokens (or the context) before the answer ended
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class Policy(ABC):
 
     def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
         raise NotImplementedError(f"{type(self).__name__} cannot score choices; use --decision generate")
+
+    def prefix_cache_stats(self) -> dict:
+        """Prompt tokens served from the backend's prefix cache vs computed, for benchmarks:
+        {"prompt_tokens": N, "cached_tokens": M}; empty where the backend keeps none."""
+        return {}
 
     def close(self) -> None:
         """Free the engine (vLLM workers, HTTP sessions)."""

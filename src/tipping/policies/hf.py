@@ -171,7 +171,7 @@ class TransformersPolicy(Policy):
             prompts = [self.chat.prompt_ids(t, sampling) for t in chunk]
             for prompt, tokens in zip(prompts, self._decode(prompts, [t.seed for t in chunk], sampling)):
                 text = self.chat.tok.decode([t for t in tokens if t not in self.stop], skip_special_tokens=True)
-                completions.append(Completion(text, len(prompt), len(tokens)))
+                completions.append(Completion(text, len(prompt), len(tokens), truncated=not tokens or tokens[-1] not in self.stop))
         return completions
 
     def _decode(self, prompts: list[list[int]], seeds: list[int], s: Sampling) -> list[list[int]]:

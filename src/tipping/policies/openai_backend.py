@@ -98,8 +98,9 @@ class OpenAIPolicy(Policy):
         except _Unsupported as exc:
             raise InputError(f"{exc}: not an OpenAI-compatible chat server (expected BASE_URL ending in /v1)") from None
         usage = data.get("usage") or {}
-        return Completion(data["choices"][0]["message"].get("content") or "", usage.get("prompt_tokens", 0),
-                          usage.get("completion_tokens", 0))
+        choice = data["choices"][0]
+        return Completion(choice["message"].get("content") or "", usage.get("prompt_tokens", 0),
+                          usage.get("completion_tokens", 0), truncated=choice.get("finish_reason") == "length")
 
     # --- score --------------------------------------------------------------------------------
 

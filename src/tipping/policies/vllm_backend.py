@@ -99,7 +99,8 @@ class VLLMPolicy(Policy):
         prompts = [self.chat.prompt_ids(t, s) for t in turns]
         outputs = self._run(prompts, [SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or 0,
                                                      max_tokens=s.max_new_tokens, seed=t.seed) for t in turns])
-        return [Completion(o.outputs[0].text, len(p), len(o.outputs[0].token_ids)) for p, o in zip(prompts, outputs)]
+        return [Completion(o.outputs[0].text, len(p), len(o.outputs[0].token_ids),
+                           truncated=o.outputs[0].finish_reason == "length") for p, o in zip(prompts, outputs)]
 
     def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
         """Prompt log-probabilities of prompt+answer for both answers of every turn, in one batch."""
