@@ -30,11 +30,12 @@ services:
 	bash scripts/system-deps.sh
 	bash scripts/slurm/start.sh
 
+# two xdist workers: half the suite's wall time is spent waiting on subprocesses (tests/conftest.py)
 test: setup services
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not slurm and not vllm"
+	$(PY) -m pytest -q -n 2 -m "not slow and not slurm and not vllm"
 
 # Mutation testing (not part of `make test`; about 20 min on 2 busy cores): mutmut mutates the
 # testbeds, parsers, metrics and the response-cache key ([tool.mutmut] in pyproject.toml), runs the
