@@ -2,6 +2,12 @@
 every turn's conversation and answer intact, scores equal to the records and to metrics.json."""
 
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 from inspect_ai.log import read_eval_log
 
@@ -88,6 +94,37 @@ def test_exporting_twice_gives_the_same_log(tmp_path):
     again = export(tmp_path / "b", run)["tipping/single"]
     assert first.eval.eval_id == again.eval.eval_id
     assert first.model_dump(exclude={"location", "etag"}) == again.model_dump(exclude={"location", "etag"})
+
+
+def test_inspect_view_serves_the_exported_logs(tmp_path):
+    """`inspect view` (its own server, the one the browser app reads) lists the logs and returns
+    each one whole."""
+    run = play(tmp_path, "s", "single", "--items", "single-test", "--limit", "2", "--rounds", "2",
+               "--policy", "scripted:flip@2")
+    export(tmp_path, run)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inspect = Path(sys.executable).parent / "inspect"
+    server = subprocess.Popen([str(inspect), "view", "--log-dir", str(tmp_path / "logs"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                files = json.load(urllib.request.urlopen(f"{api}/log-files", timeout=5))["files"]
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "inspect view did not start"
+                time.sleep(0.5)
+        assert [f["task"] for f in files] == ["tipping-single"]
+        log = json.load(urllib.request.urlopen(f"{api}/logs/{files[0]['name']}", timeout=30))
+        assert log["status"] == "success" and len(log["samples"]) == 2
+        assert log["samples"][0]["scores"]["violation"]["value"] == {"round_1": 0.0, "round_2": 1.0}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_a_folder_that_is_not_a_finished_run_gives_one_line(tmp_path, capsys):
