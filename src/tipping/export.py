@@ -134,8 +134,10 @@ def run_log(folder: Path):
     by_episode: dict[str, list[dict]] = {}
     for r in records:
         by_episode.setdefault(r["episode"], []).append(r)
-    # ids and the time come from the run itself, so exporting a run twice gives the same log
-    digest = hashlib.sha256((folder / "records.jsonl").read_bytes()).hexdigest()
+    # ids and the time come from the run itself (its config too: runs that differ only in their
+    # tags have the same records), so exporting a run twice gives the same log
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode() + (folder / "records.jsonl").read_bytes()
+                            ).hexdigest()
     try:
         samples = [_sample(e, turns, prompts, testbed, digest) for e, turns in by_episode.items()]
     except KeyError as exc:

@@ -2,6 +2,7 @@
 every turn's conversation and answer intact, scores equal to the records and to metrics.json."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -87,13 +88,19 @@ def test_multi_run_exports_every_agents_conversation_and_skips_confederates_in_s
         assert [score.metrics[f"round_{r}"].value for r in cell["rounds"]] == cell["collusion_rate"]
 
 
-def test_exporting_twice_gives_the_same_log(tmp_path):
-    run = play(tmp_path, "s", "single", "--items", "single-test", "--limit", "2", "--rounds", "2",
-               "--policy", "scripted:comply")
+def test_exporting_twice_gives_the_same_log_and_runs_that_differ_only_in_tags_get_their_own(tmp_path):
+    args = ("single", "--items", "single-test", "--limit", "2", "--rounds", "2", "--policy", "scripted:comply")
+    run = play(tmp_path, "s", *args)
     first = export(tmp_path / "a", run)["tipping/single"]
     again = export(tmp_path / "b", run)["tipping/single"]
     assert first.eval.eval_id == again.eval.eval_id
     assert first.model_dump(exclude={"location", "etag"}) == again.model_dump(exclude={"location", "etag"})
+    tagged = play(tmp_path, "t", *args, "--tag", "condition=control")  # the same records.jsonl
+    assert (tagged / "records.jsonl").read_bytes() == (run / "records.jsonl").read_bytes()
+    stat = (run / "metrics.json").stat()
+    os.utime(tagged / "metrics.json", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # finished in the same second
+    assert main(["export", "inspect", str(run), str(tagged), "--out", str(tmp_path / "both")]) == 0
+    assert len(list((tmp_path / "both").glob("*.eval"))) == 2
 
 
 def test_inspect_view_serves_the_exported_logs(tmp_path):
