@@ -271,6 +271,16 @@ def _add_analysis(sub) -> None:
                         "trace keeps its final answer); 0 = no cut")
 
 
+def _add_export(sub) -> None:
+    export = sub.add_parser("export", help="run folders in other tools' formats").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    i = _command(export, "inspect", "tipping.export:export_inspect_command",
+                 "inspect_ai eval logs (open with `inspect view --log-dir OUT`): one log per run, one sample per "
+                 "episode with its messages, parsed choices, rewards and per-round score")
+    i.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished `tipping run` folders")
+    i.add_argument("--out", required=True, help="folder for the .eval logs")
+
+
 def _add_plan(sub) -> None:
     p = _command(sub, "plan", "tipping.plan:plan_command",
                  "estimate the DAG before running it: per rule, turns, prompt and new tokens, KV-cache memory at "
@@ -289,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tipping", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_run, _add_compare, _add_items, _add_model, _add_align, _add_evolve, _add_analysis,
-                _add_plan):
+                _add_export, _add_plan):
         add(sub)
     return parser
 

@@ -2,16 +2,23 @@
 
 `dvc repro` after a param change, and after a code change, reruns only the affected rules; push,
 fresh clone, pull, `snakemake --touch --forceall`, then `snakemake -n` has nothing to do and the
-figures are byte-identical. The repo is seeded with the session's CI run (results + Snakemake metadata), so
-the first `dvc repro` finds the DAG up to date instead of recomputing it.
+figures are byte-identical. A fresh clone pulls the same way from a read-only HTTP remote (loopback,
+dvc-http) while the writable remote lives in the untracked .dvc/config.local. The repos are seeded
+with the session's CI run (results + Snakemake metadata), so nothing is recomputed.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import yaml
 from smk_helpers import CI, CI_RESULTS, ROOT, VENV_BIN, copy_workflow, dry_run_jobs, env, jobs_ran, snakemake
 
 pytestmark = pytest.mark.slow
@@ -33,21 +40,27 @@ def git(cwd, *args) -> str:
     return sh(cwd, "git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args)
 
 
-def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
-    repo = copy_workflow(tmp_path / "repo")
+def seeded_repo(ci_run, repo: Path) -> Path:
+    """A git + DVC repository of the workflow holding the session's finished CI run and Snakemake's
+    provenance of it (mtimes preserved), with the shipped .dvc/config; nothing committed yet."""
+    copy_workflow(repo)
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy2(ROOT / name, repo / name)
     (repo / ".gitignore").write_text("/results/*/logs/\n/results/*/benchmarks/\n/results/*/cache/\n/results/*/checks/\n"
                                      ".snakemake/\n__pycache__/\n")
     git(repo, "init", "-q")
     dvc(repo, "init", "-q")
-    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")  # the shipped default remote ...
-    remote = tmp_path / "remote"
-    dvc(repo, "remote", "modify", "local", "url", str(remote))  # ... pointed at this test's folder
-    # seed: the session's finished CI run and Snakemake's provenance of it (mtimes preserved)
+    shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     shutil.copytree(ci_run.workdir / CI_RESULTS, repo / CI_RESULTS)
     shutil.copytree(ci_run.workdir / ".snakemake", repo / ".snakemake",
                     ignore=shutil.ignore_patterns("locks", "incomplete", "log"))
+    return repo
+
+
+def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
+    repo = seeded_repo(ci_run, tmp_path / "repo")
+    remote = tmp_path / "remote"
+    dvc(repo, "remote", "modify", "local", "url", str(remote))  # the shipped default remote, pointed here
 
     out = dvc(repo, "repro", "ci")
     assert "Nothing to be done" in out and jobs_ran(out) == []
@@ -94,3 +107,69 @@ def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
         assert (clone / CI_RESULTS / "figures" / fig.name).read_bytes() == fig.read_bytes(), fig.name
     # and DVC reads the declared metrics / plots
     assert "summary.json" in dvc(clone, "metrics", "show")
+
+
+@contextmanager
+def http_remote(folder: Path):
+    """Serve a DVC remote read-only over loopback HTTP (GET/HEAD only, like a static file host);
+    yields its URL and the paths requested."""
+    served = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # quiet; record what was fetched instead
+            served.append(self.path)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", served
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def files_under(root: Path, outs: list[str]) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for out in outs for p in sorted((root / out).rglob("*"))
+            if p.is_file()}
+
+
+def test_fresh_clone_pulls_over_http_and_has_nothing_to_do(ci_run, tmp_path):
+    """The published-project setup: the committed .dvc/config names a read-only HTTP(S) remote as the
+    default, the maintainer's writable remote lives in the untracked .dvc/config.local. A fresh clone
+    pulls the CI results over loopback HTTP, byte-identical, and neither DVC nor Snakemake has
+    anything to recompute; pushing to the HTTP remote fails."""
+    repo = seeded_repo(ci_run, tmp_path / "repo")
+    store = tmp_path / "store"
+    outs = [next(iter(o)) for o in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["ci"]["outs"]]
+    with http_remote(store) as (url, served):
+        dvc(repo, "remote", "add", "-d", "public", url)  # .dvc/config: what every clone reads
+        dvc(repo, "remote", "add", "--local", "-d", "store", str(store))  # .dvc/config.local: the writer's
+        dvc(repo, "commit", "-f", "ci")  # dvc.lock for the seeded outputs, without running the DAG
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "ci results")
+        assert ".dvc/config.local" not in git(repo, "ls-files", ".dvc")
+        assert "up to date" in dvc(repo, "status", "ci")
+        dvc(repo, "push", "ci")  # to the local default: the store
+
+        clone = tmp_path / "clone"
+        sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+        assert dvc(clone, "remote", "default").strip() == "public"
+        dvc(clone, "pull", "ci")
+        pulled = [p for p in served if p.startswith("/files/md5/")]
+        assert pulled, "nothing came over HTTP"
+        assert files_under(clone, outs) == files_under(repo, outs)  # every pulled file, byte for byte
+        assert "up to date" in dvc(clone, "status", "ci")
+        snakemake(clone, "--touch", "--forceall", "--cores", "1", "all", "--configfile", CI)
+        dry = snakemake(clone, "-n", "all", "--configfile", CI)
+        assert "Nothing to be done" in dry.stdout + dry.stderr
+
+        # read-only: a push from the clone (a changed figure folder) goes to the HTTP remote and is refused
+        (clone / CI_RESULTS / "figures" / "extra.txt").write_text("a change\n")
+        dvc(clone, "commit", "-f", "ci")
+        before = sorted(store.rglob("*"))
+        push = subprocess.run([str(VENV_BIN / "dvc"), "push", "ci"], cwd=clone, env=env(clone), capture_output=True,
+                              text=True, timeout=300)
+        assert push.returncode != 0, push.stdout + push.stderr
+        assert sorted(store.rglob("*")) == before
