@@ -44,7 +44,7 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("policy and sampling (defaults per model, as in the paper)")
     g.add_argument("--policy", required=True,
                    help="transformers:PATH_OR_ID[@ADAPTER] | vllm:PATH_OR_ID[@ADAPTER] | openai:BASE_URL#MODEL | "
-                        "scripted:comply|violate|flip@K|collude:K|first")
+                        "scripted:comply|violate|flip@K|collude:K|first|imitate@THETA")
     g.add_argument("--decision", choices=("generate", "choice"), default="generate",
                    help="generate: free text parsed by the testbed (the paper's); choice: score the two "
                         "canonical JSON answers and sample from P(deviant)")
@@ -105,24 +105,48 @@ def _add_run(sub) -> None:
                         "episode with its own n, threshold and reward factors")
     m.add_argument("--agents", type=int, default=None, help="games only (default 8)")
     m.add_argument("--rounds", type=int, default=3)
-    m.add_argument("--window", type=int, default=3)
     m.add_argument("--thresholds", type=_csv(int), default=None,
                    help="games only: absolute thresholds (default 2,4,6,8)")
-    m.add_argument("--reward-sets", type=_csv(float), action="append", default=None,
-                   help="games only: HIGH,NORMAL,LOW factors; repeat for several (default 1.2,1.0,0.8)")
-    m.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
-    m.add_argument("--peer-history", choices=("final_only", "full"), default="final_only")
     m.add_argument("--confederates", type=int, default=0, help="agents fixed to the collective choice")
     m.add_argument("--confederate-position", choices=("head", "tail"), default="tail")
-    m.add_argument("--success-applies-to", choices=("all", "collective"), default="all")
-    m.add_argument("--feedback", choices=("reward", "none"), default="reward")
-    m.add_argument("--parser", choices=("robust", "paper"), default="robust")
-    _add_option_order(m, "collective")
-    m.add_argument("--limit", type=int, default=None, help="play only the first N games / items")
-    _add_items_seed(m)
-    m.add_argument("--seed", type=int, default=0, help="sampling seed of every turn")
-    m.add_argument("--out", required=True)
-    _add_policy_options(m)
+    _add_game_options(m, "games only: ")
+
+    p = _command(run, "population", "tipping.commands:run_population",
+                 "the threshold game played by N agents on a network, with a committed minority (confederates)")
+    p.add_argument("--scenarios", required=True, help="games (multi-games, our YAML/JSONL games, upstream "
+                                                      "templates.json), each played on the grid below")
+    p.add_argument("--agents", type=int, default=64, help="N, 4..1024")
+    p.add_argument("--network", default="complete",
+                   help="who sees whom: complete | ring:k=4 | small-world:k=4,p=0.1 | scale-free:m=2 | "
+                        "random:p=0.05 (drawn from --seed; saved as OUT/network.edgelist)")
+    p.add_argument("--confederates", type=int, default=0, help="M agents who always choose the collective option")
+    p.add_argument("--placement", choices=("random", "hubs", "clustered"), default="random",
+                   help="confederates at seeded random nodes, at the highest degrees, or on agents 0..M-1")
+    p.add_argument("--payoff", choices=("global", "local"), default="global",
+                   help="the threshold counts all N agents, or the agent's neighbourhood (itself included)")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--threshold-fractions", type=_csv(float), default=[0.25, 0.5, 0.75, 1.0],
+                   help="thresholds as fractions f of the counted group: ceil(f x size) (the default gives the "
+                        "paper's 2,4,6,8 for 8 agents)")
+    _add_game_options(p, "")
+
+
+def _add_game_options(p: argparse.ArgumentParser, games_only: str) -> None:
+    """The multi-agent game's flags that `run multi` and `run population` share."""
+    p.add_argument("--window", type=int, default=3)
+    p.add_argument("--reward-sets", type=_csv(float), action="append", default=None,
+                   help=f"{games_only}HIGH,NORMAL,LOW factors; repeat for several (default 1.2,1.0,0.8)")
+    p.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
+    p.add_argument("--peer-history", choices=("final_only", "full"), default="final_only")
+    p.add_argument("--success-applies-to", choices=("all", "collective"), default="all")
+    p.add_argument("--feedback", choices=("reward", "none"), default="reward")
+    p.add_argument("--parser", choices=("robust", "paper"), default="robust")
+    _add_option_order(p, "collective")
+    p.add_argument("--limit", type=int, default=None, help="play only the first N games / items")
+    _add_items_seed(p)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of every turn")
+    p.add_argument("--out", required=True)
+    _add_policy_options(p)
 
 
 def _add_compare(sub) -> None:
