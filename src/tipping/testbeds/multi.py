@@ -156,8 +156,9 @@ class MultiEpisode:
             return hr if (self.settings.success_applies_to_all or collective) else nr
         return lr if collective else nr
 
-    def outcome_text(self, count: int, n: int, success: bool) -> str:
-        hr, nr, lr = self.rewards
+    def outcome_text(self, count: int, success: bool, n: int | None = None) -> str:
+        """The outcome line; `count` collective choices among n agents (default: all of them)."""
+        n, (hr, nr, lr) = n or self.settings.agents, self.rewards
         prefix = f"Collective choices: {count}/{n} ({count / n:.2%}). "
         if self.settings.reward_mode == "additive":
             base = self.settings.start_capital
@@ -207,7 +208,7 @@ class MultiEpisode:
                     {"role": "assistant", "content": responses[agent]},
                     {"role": "user", "content": f"Other agents' decisions: {peers}"}]
             if s.feedback == "reward":
-                outcome = self.outcome_text(count, len(group), success)
+                outcome = self.outcome_text(count, success, len(group))
                 past.append({"role": "user", "content": f"Outcome: {outcome}. Your reward (delta): {delta}"})
             self._history[agent].append(past)
             turn, answer = by_agent.get(agent, (None, None))
