@@ -295,6 +295,34 @@ def _add_analysis(sub) -> None:
                         "trace keeps its final answer); 0 = no cut")
 
 
+def _add_population(sub) -> None:
+    """Population measurements (issue 13): see tipping.analysis.population."""
+    pop = sub.add_parser("population", help="population measurements: response-function probe, adoption report"
+                         ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = _command(pop, "probe", "tipping.analysis.population:probe_command",
+                 "the response function: P(collude | a share f of the neighbours colluded last round), from "
+                 "forced-choice scores of synthetic peer lines on the grid f = 0, 1/D, ..., 1")
+    p.add_argument("--scenarios", required=True, help="games (multi-games, a game file); P is averaged over them")
+    p.add_argument("--degree", type=int, default=8, help="D neighbours shown")
+    p.add_argument("--threshold-fraction", type=float, default=0.5)
+    p.add_argument("--reward-set", type=_csv(float), default=[1.2, 1.0, 0.8], help="HIGH,NORMAL,LOW")
+    p.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
+    p.add_argument("--window", type=int, default=3)
+    p.add_argument("--limit", type=int, default=None, help="only the first N games")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="response JSON")
+    _add_policy_options(p)
+    r = _command(pop, "report", "tipping.analysis.population:report_command",
+                 "population run folders -> adoption per round (overall, by degree), per-episode summaries, the "
+                 "adoption curve with the critical mass, the mean-field prediction, figures")
+    r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="finished `tipping run population` folders")
+    r.add_argument("--runs-file", default=None, help="a file listing run folders, one per line (# comments)")
+    r.add_argument("--response", default=None, help="a `tipping population probe` JSON: adds the prediction")
+    r.add_argument("--network-run", default=None, help="the run whose first episode network_rounds draws "
+                                                       "(default: the first run folder)")
+    r.add_argument("--out", required=True, help="report folder")
+
+
 def _add_plan(sub) -> None:
     p = _command(sub, "plan", "tipping.plan:plan_command",
                  "estimate the DAG before running it: per rule, turns, prompt and new tokens, KV-cache memory at "
@@ -313,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tipping", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_run, _add_compare, _add_items, _add_model, _add_align, _add_evolve, _add_analysis,
-                _add_plan):
+                _add_population, _add_plan):
         add(sub)
     return parser
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Literal, Sequence
 
@@ -23,7 +23,8 @@ import networkx as nx
 from tipping.errors import InputError
 from tipping.scenarios import reorder_answers
 from tipping.scenarios.models import MultiScenario
-from tipping.testbeds.base import derive_seed
+from tipping.rollout import Answer
+from tipping.testbeds.base import Turn, canonical_answer, derive_seed
 from tipping.testbeds.multi import MultiEpisode, MultiSettings, game_texts
 
 Placement = Literal["random", "hubs", "clustered"]
@@ -142,3 +143,27 @@ def population_episodes(games: Sequence[MultiScenario], fractions: Sequence[floa
     """The multi grid (threshold fraction x reward set x game), every episode on the same graph."""
     return [PopulationEpisode(game, f, rewards, settings, seed, network, payoff)
             for f in fractions for rewards in reward_sets for game in games]
+
+
+def probe_turns(game: MultiScenario, fraction: float, rewards: tuple[float, float, float], settings: MultiSettings,
+                seed: int, degree: int) -> list[tuple[float | None, bool | None, Turn]]:
+    """The response-function probe's turns: (f, own, turn). f=None: a first-round turn (no history).
+    Else the round-2 turn of agent `degree` in a game of its closed neighbourhood (degree + 1
+    agents, the threshold a fraction of them, as under local payoff) after a round 1 in which
+    round(f x degree) of its neighbours (a seeded sample, so the peers line does not list them
+    first) and itself (own=True) or not (own=False) chose the collective option; f on the grid
+    0, 1/degree, ..., 1. The game text, peers line and outcome line are the testbed's own."""
+    settings = replace(settings, agents=degree + 1, confederates=0, rounds=2)
+    threshold = threshold_for(fraction, degree + 1)
+    first = MultiEpisode(game, threshold, rewards, settings, seed)
+    out = [(None, None, first.turns(1)[-1])]
+    for k in range(degree + 1):
+        colluders = set(random.Random(derive_seed(seed, game.name, "probe", k)).sample(range(degree), k))
+        for own in (False, True):
+            episode = MultiEpisode(game, threshold, rewards, settings, seed)
+            chosen = colluders | ({degree} if own else set())
+            episode.record(1, [Answer(canonical_answer(episode.collective if t.agent in chosen
+                                                       else episode.options.aligned))
+                               for t in episode.turns(1)])
+            out.append((k / degree, own, episode.turns(2)[-1]))
+    return out
