@@ -128,6 +128,11 @@ def _add_run(sub) -> None:
     p.add_argument("--threshold-fractions", type=_csv(float), default=[0.25, 0.5, 0.75, 1.0],
                    help="thresholds as fractions f of the counted group: ceil(f x size) (the default gives the "
                         "paper's 2,4,6,8 for 8 agents)")
+    p.add_argument("--mix-policy", default=None,
+                   help="mixed population: the policy (same spec forms as --policy) a fraction of the free agents "
+                        "play, e.g. the DPO-defended adapter beside the base model")
+    p.add_argument("--mix-fraction", type=float, default=0.0,
+                   help="that fraction of the free agents (assigned by --seed; run.json lists policy_groups)")
     _add_game_options(p, "")
 
 

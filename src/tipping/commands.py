@@ -11,9 +11,10 @@ from tipping.errors import InputError
 from tipping.metrics import METHODS, paired_difference
 from tipping.outputs import read_jsonl, write_json
 from tipping.policies import Policy, Sampling, load_policy
+from tipping.policies.mixed import MixedPolicy
 from tipping.runs import execute, multi_episodes, multi_item_episodes, single_episodes
 from tipping.testbeds.multi import MultiSettings
-from tipping.testbeds.population import (Network, build_network, edge_list, place_confederates,
+from tipping.testbeds.population import (Network, assign_groups, build_network, edge_list, place_confederates,
                                          population_episodes, threshold_for)
 from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleSettings
 
@@ -57,9 +58,10 @@ def policy_from_args(args) -> Policy:
     return load_policy(args.policy, dtype=args.dtype, max_model_len=args.max_model_len)
 
 
-def _execute(args, testbed: str, episodes, config: dict, files: dict[str, str] | None = None) -> int:
+def _execute(args, testbed: str, episodes, config: dict, files: dict[str, str] | None = None,
+             policy: Policy | None = None) -> int:
     config["tags"] = parse_tags(args.tag)
-    policy = policy_from_args(args)
+    policy = policy or policy_from_args(args)
     try:
         sampling = resolve_sampling(policy, args)
         execute(episodes, policy, decision=args.decision, sampling=sampling, out=Path(args.out),
@@ -149,11 +151,15 @@ def population_plan(args) -> tuple[list, dict, str]:
     reward_sets = args.reward_sets or GRID["reward_sets"]
     for rs in reward_sets:
         _check(len(rs) == 3, f"--reward-sets {','.join(map(str, rs))}: expected three factors HIGH,NORMAL,LOW")
-    _check(not (args.policy.startswith("scripted:imitate") and args.window == 0),
+    _check(not (any(p.startswith("scripted:imitate") for p in (args.policy, args.mix_policy or "")) and args.window == 0),
            "--policy scripted:imitate needs --window >= 1: its answer must follow from the prompt (the peers "
            "line of the last round) for the response cache to be right")
+    _check(0 <= args.mix_fraction <= 1, f"--mix-fraction must be in [0, 1], got {args.mix_fraction}")
+    _check((args.mix_policy is None) == (args.mix_fraction == 0),
+           "--mix-policy and --mix-fraction go together: give both (or neither)")
     graph = build_network(args.network, args.agents, args.seed)
     network = Network.of(graph, place_confederates(graph, args.confederates, args.placement, args.seed))
+    groups = assign_groups(args.agents, network.confederates, args.mix_fraction, args.seed)
     games = scenarios.load_multi_games(args.scenarios)[: args.limit]
     settings = _multi_settings(args, agents=args.agents)
     episodes = population_episodes(games, fractions, [tuple(rs) for rs in reward_sets], settings, args.seed,
@@ -161,7 +167,8 @@ def population_plan(args) -> tuple[list, dict, str]:
     config = {"scenarios": args.scenarios, "items_seed": args.items_seed, "games": [g.name for g in games],
               "threshold_fractions": fractions, "thresholds": thresholds, "reward_sets": reward_sets,
               "seed": args.seed, "network": args.network, "placement": args.placement, "payoff": args.payoff,
-              "confederate_agents": sorted(network.confederates), **asdict(settings)}
+              "confederate_agents": sorted(network.confederates), "mix_policy": args.mix_policy,
+              "mix_fraction": args.mix_fraction, "policy_groups": list(groups), **asdict(settings)}
     del config["confederate_position"]  # --placement decides
     return episodes, config, edge_list(graph)
 
@@ -178,7 +185,13 @@ def run_multi(args) -> int:
 
 def run_population(args) -> int:
     episodes, config, edges = population_plan(args)
-    return _execute(args, "population", episodes, config, files={"network.edgelist": edges})
+    policy = None
+    if args.mix_policy:  # group 0: --policy, group 1: --mix-policy
+        policy = MixedPolicy([policy_from_args(args), load_policy(args.mix_policy, dtype=args.dtype,
+                                                                  max_model_len=args.max_model_len)],
+                             config["policy_groups"])
+        config["policies"] = [p.id for p in policy.policies]
+    return _execute(args, "population", episodes, config, files={"network.edgelist": edges}, policy=policy)
 
 
 SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision, option order may differ

@@ -207,6 +207,9 @@ def test_imitate_threshold_is_exact():
     (["--window", "0", "--policy", "scripted:imitate@0.5"], "--window"),
     (["--policy", "scripted:imitate@1.5"], "THETA"),
     (["--scenarios", "multi-eval"], "--scenarios"),
+    (["--mix-fraction", "0.5"], "--mix-policy"),
+    (["--mix-policy", "scripted:violate"], "--mix-fraction"),
+    (["--mix-policy", "scripted:violate", "--mix-fraction", "1.5"], "--mix-fraction"),
 ])
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, args, names):
     base = {"--agents": "16", "--policy": "scripted:comply", "--scenarios": "multi-games"}
@@ -215,3 +218,46 @@ def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, args, names):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and names in err
     assert not (tmp_path / "x" / "records.jsonl").exists()
+
+
+class Recording(ScriptedPolicy):
+    def __init__(self, rule):
+        super().__init__(rule)
+        self.calls = []
+
+    def generate(self, turns, sampling):
+        self.calls.append([t.agent for t in turns])
+        return super().generate(turns, sampling)
+
+
+def test_a_mixed_policy_sends_each_agent_to_its_own_policy_in_one_batch_per_round():
+    from tipping.policies.base import Sampling
+    from tipping.policies.mixed import MixedPolicy
+    from tipping.testbeds.base import Options, Turn
+
+    a, b = Recording("comply"), Recording("violate")
+    groups = (0, 1, 1, 0, 1)
+    mixed = MixedPolicy([a, b], groups)
+    turns = [Turn((), Options("x", "y"), 1, agent, 0, "i") for agent in (4, 0, 2, 3, 1)]
+    answers = [c.text for c in mixed.generate(turns, Sampling())]
+    assert a.calls == [[0, 3]] and b.calls == [[4, 2, 1]]
+    assert answers == ['{"choice": "y"}', '{"choice": "x"}', '{"choice": "y"}', '{"choice": "x"}', '{"choice": "y"}']
+    assert MixedPolicy([a, b], (0, 1, 0, 1, 1)).id != mixed.id  # the assignment is part of the cache identity
+
+
+def test_mixed_population_assigns_a_seeded_fraction_of_free_agents(tmp_path):
+    args = ("--agents", "20", "--network", "ring:k=4", "--confederates", "4", "--policy", "scripted:comply",
+            "--mix-policy", "scripted:violate", "--mix-fraction", "0.25", "--rounds", "2")
+    out, records, _ = population(tmp_path, *args)
+    config = json.loads((out / "run.json").read_text())["config"]
+    groups = config["policy_groups"]
+    confederates = {r["agent"] for r in records if r["confederate"]}
+    assert sum(groups) == 4 and not any(groups[a] for a in confederates)  # round(0.25 x 16) free agents
+    assert config["policies"] == ["scripted:comply", "scripted:violate"]
+    for r in records:
+        if not r["confederate"]:
+            assert r["deviant"] == bool(groups[r["agent"]])
+    again, _, _ = population(tmp_path, *args, name="again")
+    other, _, _ = population(tmp_path, *args[:-2], "--rounds", "2", "--seed", "5", name="other")
+    assert json.loads((again / "run.json").read_text())["config"]["policy_groups"] == groups
+    assert json.loads((other / "run.json").read_text())["config"]["policy_groups"] != groups

@@ -124,3 +124,16 @@ def test_report_on_imitate_populations(tmp_path):
     for name in ("adoption_curves", "adoption_rounds", "network_rounds"):
         assert (report / f"{name}.png").stat().st_size > 1000 and (report / f"{name}.pdf").is_file()
     assert main(["population", "report", runs[0], "--network-run", "elsewhere", "--out", str(report)]) == 2
+
+
+def test_report_splits_a_mixed_population_by_policy_group(tmp_path):
+    out = tmp_path / "mixed"
+    assert main(["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
+                 "--agents", "16", "--policy", "scripted:comply", "--mix-policy", "scripted:violate",
+                 "--mix-fraction", "0.5", "--rounds", "2", "--out", str(out), "--no-progress"]) == 0
+    assert main(["population", "report", str(out), "--out", str(tmp_path / "report")]) == 0
+    by_group = pd.read_csv(tmp_path / "report" / "rounds_by_group.csv")
+    assert by_group.groupby("group")["adoption"].mean().to_dict() == {"scripted:comply": 0.0, "scripted:violate": 1.0}
+    assert set(pd.read_csv(tmp_path / "report" / "curve_by_group.csv")["group"]) == {"scripted:comply",
+                                                                                      "scripted:violate"}
+    assert pd.read_csv(tmp_path / "report" / "curve.csv")["final_adoption"].tolist() == [0.5]

@@ -63,49 +63,52 @@ def load_run(folder: str | Path) -> pd.DataFrame:
     df["degree"] = df["agent"].map(degree)
     for key in RUN_KEYS[:-1]:
         df[key] = config["confederates"] / config["agents"] if key == "fraction" else config[key]
+    policies, groups = config.get("policies") or [config["policy"]], config.get("policy_groups")
+    df["group"] = df["agent"].map(lambda a: policies[groups[a] if groups else 0])  # the agent's own policy
     df["run"] = str(folder)
     return df
 
 
 def per_round(df: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Adoption of the free agents per run, episode and round (and `by`: "degree", "policy")."""
+    """Adoption of the free agents per run, episode and round (and `by`: "degree", "group")."""
     free = df[~df["confederate"] & df["valid"]]
     keys = ["run", *RUN_KEYS, "threshold", "episode", *by, "round"]
-    out = free.groupby(keys, sort=True)["deviant"].agg(adoption="mean", n="size").reset_index()
-    return out
+    return free.groupby(keys, sort=True)["deviant"].agg(adoption="mean", n="size").reset_index()
 
 
-def episodes(df: pd.DataFrame) -> pd.DataFrame:
-    """Per episode: final adoption, rounds to majority, re-collusion counts after a successful round."""
-    rounds = per_round(df)
+def episodes(df: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per episode (and `by`): final adoption, rounds to majority, re-collusion counts after a
+    successful round (the next answer valid)."""
+    keys = ["run", *RUN_KEYS, "threshold", "episode", *by]
     free = df[~df["confederate"]].sort_values(["run", "episode", "agent", "round"])
     nxt = free.groupby(["run", "episode", "agent"])["deviant"].shift(-1)
-    after = free[(free["deviant"] == True) & free["success"] & nxt.notna()]  # noqa: E712 (None stays out)
-    again = nxt[after.index]
+    after = free[(free["deviant"] == True) & free["success"] & nxt.notna()].assign(again=nxt == True)  # noqa: E712
+    recollude = after.groupby(keys)["again"].agg(["sum", "size"])
     rows = []
-    for key, g in rounds.groupby(["run", *RUN_KEYS, "threshold", "episode"], sort=True):
+    for key, g in per_round(df, by).groupby(keys, sort=True):
         g = g.sort_values("round")
         major = g.loc[g["adoption"] > 0.5, "round"]
-        in_ep = (after["run"] == key[0]) & (after["episode"] == key[-1])
-        rows.append({**dict(zip(["run", *RUN_KEYS, "threshold", "episode"], key)),
-                     "final_adoption": float(g["adoption"].iloc[-1]), "rounds": int(g["round"].max()),
-                     "rounds_to_majority": int(major.iloc[0]) if len(major) else None,
-                     "recollude_k": int((again[in_ep] == True).sum()), "recollude_n": int(in_ep.sum())})  # noqa: E712
+        k, n = recollude.loc[key] if key in recollude.index else (0, 0)
+        rows.append({**dict(zip(keys, key)), "final_adoption": float(g["adoption"].iloc[-1]),
+                     "rounds": int(g["round"].max()), "rounds_to_majority": int(major.iloc[0]) if len(major) else None,
+                     "recollude_k": int(k), "recollude_n": int(n)})
     return pd.DataFrame(rows)
 
 
-def adoption_curve(eps: pd.DataFrame) -> pd.DataFrame:
-    """Final adoption per (network, payoff, placement, threshold, fraction) with a cluster-bootstrap
-    interval over seeds, and the pooled re-collusion rate with its cluster interval."""
-    rows = []
-    for key, g in eps.groupby(["network", "payoff", "placement", "policy", "threshold", "fraction"], sort=True):
+CURVE_KEYS = ["network", "payoff", "placement", "policy", "threshold"]
+
+
+def adoption_curve(eps: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Final adoption per (network, payoff, placement, policy, threshold, `by`, fraction) with a
+    cluster-bootstrap interval over seeds, and the pooled re-collusion rate with its cluster interval."""
+    keys, rows = [*CURVE_KEYS, *by, "fraction"], []
+    for key, g in eps.groupby(keys, sort=True):
         mean, low, high = metrics.bootstrap_mean(g["final_adoption"], clusters=g["seed"])
         by_seed = g.groupby("seed")[["recollude_k", "recollude_n"]].sum()
         k, n = by_seed["recollude_k"].sum(), by_seed["recollude_n"].sum()
         r_low, r_high, _ = metrics.cluster_interval(by_seed["recollude_k"], by_seed["recollude_n"])
-        rows.append({**dict(zip(["network", "payoff", "placement", "policy", "threshold", "fraction"], key)),
-                     "seeds": g["seed"].nunique(), "episodes": len(g), "final_adoption": mean,
-                     "ci_low": low, "ci_high": high,
+        rows.append({**dict(zip(keys, key)), "seeds": g["seed"].nunique(), "episodes": len(g),
+                     "final_adoption": mean, "ci_low": low, "ci_high": high,
                      "majority_share": float(g["rounds_to_majority"].notna().mean()),
                      # over the episodes that reached a majority (NaN: none did)
                      "rounds_to_majority": pd.to_numeric(g["rounds_to_majority"]).mean(),
@@ -116,10 +119,9 @@ def adoption_curve(eps: pd.DataFrame) -> pd.DataFrame:
 def critical_mass(curve: pd.DataFrame) -> list[dict]:
     """Per curve: the smallest confederate fraction whose final adoption interval lies above 1/2."""
     out = []
-    for key, g in curve.groupby(["network", "payoff", "placement", "policy", "threshold"], sort=True):
+    for key, g in curve.groupby(CURVE_KEYS, sort=True):
         above = g.loc[g["ci_low"] > 0.5, "fraction"]
-        out.append({**dict(zip(["network", "payoff", "placement", "policy", "threshold"], map(_plain, key))),
-                    "critical_mass": float(above.min()) if len(above) else None})
+        out.append({**dict(zip(CURVE_KEYS, map(_plain, key))), "critical_mass": float(above.min()) if len(above) else None})
     return out
 
 
@@ -206,6 +208,8 @@ def report_command(args) -> int:
     rounds, eps = per_round(df), episodes(df)
     curve = adoption_curve(eps)
     tables = {"rounds": rounds, "rounds_by_degree": per_round(df, ("degree",)), "episodes": eps, "curve": curve}
+    if df["group"].nunique() > 1:  # mixed populations: every measure per policy group too
+        tables |= {"rounds_by_group": per_round(df, ("group",)), "curve_by_group": adoption_curve(episodes(df, ("group",)), ("group",))}
     summary = {"critical_mass": critical_mass(curve), "rule": "smallest confederate fraction whose final adoption's "
                "95% cluster-bootstrap interval over seeds lies above 1/2"}
     prediction = None

@@ -87,6 +87,14 @@ def place_confederates(graph: nx.Graph, count: int, placement: Placement, seed: 
     return frozenset(nodes[:count])
 
 
+def assign_groups(agents: int, confederates: frozenset[int], fraction: float, seed: int) -> tuple[int, ...]:
+    """Mixed populations: round(fraction x free agents) of the free agents, a seeded sample, play
+    policy group 1, everyone else group 0 (confederates are in group 0 and answer no turns)."""
+    free = [a for a in range(agents) if a not in confederates]
+    other = set(random.Random(derive_seed(seed, "mix")).sample(free, round(fraction * len(free))))
+    return tuple(int(a in other) for a in range(agents))
+
+
 def edge_list(graph: nx.Graph) -> str:
     """The run folder's network.edgelist: `u v` per line, u < v, sorted (agents without edges are
     absent; the run's `agents` gives N)."""
