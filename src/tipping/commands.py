@@ -151,7 +151,8 @@ def population_plan(args) -> tuple[list, dict, str]:
     reward_sets = args.reward_sets or GRID["reward_sets"]
     for rs in reward_sets:
         _check(len(rs) == 3, f"--reward-sets {','.join(map(str, rs))}: expected three factors HIGH,NORMAL,LOW")
-    _check(not (any(p.startswith("scripted:imitate") for p in (args.policy, args.mix_policy or "")) and args.window == 0),
+    imitate = any(p.startswith("scripted:imitate") for p in (args.policy, args.mix_policy or ""))
+    _check(not (imitate and args.window == 0),
            "--policy scripted:imitate needs --window >= 1: its answer must follow from the prompt (the peers "
            "line of the last round) for the response cache to be right")
     _check(0 <= args.mix_fraction <= 1, f"--mix-fraction must be in [0, 1], got {args.mix_fraction}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tipping.cli import main
-from tipping.policies.scripted import ScriptedPolicy
+from tipping.policies.scripted import ScriptedPolicy, imitates
 
 GAME = ["--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5", "--no-progress"]
 
@@ -18,7 +18,8 @@ def population(tmp_path, *args, name="run"):
     out = tmp_path / name
     assert main(["run", "population", *GAME, *args, "--out", str(out)]) == 0
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    prompts = {p["prompt_sha"]: p["messages"] for p in map(json.loads, (out / "prompts.jsonl").read_text().splitlines())}
+    lines = (out / "prompts.jsonl").read_text().splitlines()
+    prompts = {p["prompt_sha"]: p["messages"] for p in map(json.loads, lines)}
     return out, records, prompts
 
 
@@ -183,7 +184,6 @@ def test_hubs_are_the_highest_degrees(tmp_path):
 
 def test_imitate_threshold_is_exact():
     policy = ScriptedPolicy("imitate@0.3")
-    from tipping.policies.scripted import imitates
     assert imitates([True] * 3 + [False] * 7, policy.k)  # 3/10 >= 0.3, even though 0.3 * 10 > 3 in floats
     assert not imitates([True] * 2 + [None] * 8, policy.k)
     assert not imitates(None, policy.k) and not imitates([], policy.k)

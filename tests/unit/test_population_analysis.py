@@ -4,16 +4,15 @@ response-function probe against scripted:imitate, the mean-field recursion, and 
 import json
 import re
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from tipping import scenarios
 from tipping.analysis.population import (adoption_curve, critical_mass, episodes, mean_field, per_round,
                                          predicted_critical_mass, predicted_curve, probe)
 from tipping.cli import main
-from tipping.policies.scripted import ScriptedPolicy
 from tipping.policies.base import Sampling
-from tipping import scenarios
+from tipping.policies.scripted import ScriptedPolicy
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.population import probe_turns
 

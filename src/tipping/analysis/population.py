@@ -47,7 +47,8 @@ def read_graph(folder: Path, agents: int) -> nx.Graph:
     """A run's graph from its network.edgelist (agents without edges included)."""
     graph = nx.Graph()
     graph.add_nodes_from(range(agents))
-    graph.add_edges_from(tuple(map(int, line.split())) for line in (folder / "network.edgelist").read_text().splitlines())
+    lines = (folder / "network.edgelist").read_text().splitlines()
+    graph.add_edges_from(tuple(map(int, line.split())) for line in lines)
     return graph
 
 
@@ -121,7 +122,8 @@ def critical_mass(curve: pd.DataFrame) -> list[dict]:
     out = []
     for key, g in curve.groupby(CURVE_KEYS, sort=True):
         above = g.loc[g["ci_low"] > 0.5, "fraction"]
-        out.append({**dict(zip(CURVE_KEYS, map(_plain, key))), "critical_mass": float(above.min()) if len(above) else None})
+        out.append({**dict(zip(CURVE_KEYS, map(_plain, key))),
+                    "critical_mass": float(above.min()) if len(above) else None})
     return out
 
 
@@ -209,7 +211,8 @@ def report_command(args) -> int:
     curve = adoption_curve(eps)
     tables = {"rounds": rounds, "rounds_by_degree": per_round(df, ("degree",)), "episodes": eps, "curve": curve}
     if df["group"].nunique() > 1:  # mixed populations: every measure per policy group too
-        tables |= {"rounds_by_group": per_round(df, ("group",)), "curve_by_group": adoption_curve(episodes(df, ("group",)), ("group",))}
+        tables |= {"rounds_by_group": per_round(df, ("group",)),
+                   "curve_by_group": adoption_curve(episodes(df, ("group",)), ("group",))}
     summary = {"critical_mass": critical_mass(curve), "rule": "smallest confederate fraction whose final adoption's "
                "95% cluster-bootstrap interval over seeds lies above 1/2"}
     prediction = None

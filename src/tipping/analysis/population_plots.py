@@ -24,7 +24,8 @@ def adoption_curves(curve: pd.DataFrame, prediction: pd.DataFrame | None) -> Fig
     fig, axes = _figure(1, len(thresholds))
     colors = _colors(sorted(curve["network"].unique()))
     for ax, t in zip(axes[0], thresholds):
-        for (network, payoff, placement), g in curve[curve["threshold"] == t].groupby(["network", "payoff", "placement"]):
+        at = curve[curve["threshold"] == t]
+        for (network, payoff, placement), g in at.groupby(["network", "payoff", "placement"]):
             g = g.sort_values("fraction")
             ax.plot(g["fraction"], g["final_adoption"], marker="o", color=colors[network],
                     label=f"{network} · {payoff} · {placement}")
