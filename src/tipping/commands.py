@@ -199,6 +199,8 @@ SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision
     "single": ("items", "items_seed", "n_items", "seed", "rounds", "window", "policy"),
     "multi": ("scenarios", "games", "items_seed", "thresholds", "reward_sets", "agents", "seed", "rounds", "window",
               "policy"),
+    "population": ("scenarios", "games", "items_seed", "thresholds", "reward_sets", "agents", "seed", "rounds",
+                   "window", "policy", "network", "payoff", "confederate_agents", "policy_groups"),
 }
 
 

@@ -261,3 +261,15 @@ def test_mixed_population_assigns_a_seeded_fraction_of_free_agents(tmp_path):
     other, _, _ = population(tmp_path, *args[:-2], "--rounds", "2", "--seed", "5", name="other")
     assert json.loads((again / "run.json").read_text())["config"]["policy_groups"] == groups
     assert json.loads((other / "run.json").read_text())["config"]["policy_groups"] != groups
+
+
+def test_compare_pairs_two_population_runs_on_the_same_graph(tmp_path):
+    args = ("--agents", "16", "--network", "ring:k=4", "--confederates", "3", "--policy", "scripted:imitate@0.5",
+            "--rounds", "3")
+    treatment, _, _ = population(tmp_path, *args, name="t")
+    control, _, _ = population(tmp_path, *args, "--feedback", "none", name="c")
+    assert main(["compare", str(treatment), str(control), "--out", str(tmp_path / "effect")]) == 0
+    effect = json.loads((tmp_path / "effect" / "effect.json").read_text())
+    assert effect["testbed"] == "population" and [r["difference"] for r in effect["pooled"]] == [0, 0, 0]
+    other, _, _ = population(tmp_path, *args[:3], "ring:k=2", *args[4:], name="o")
+    assert main(["compare", str(treatment), str(other), "--out", str(tmp_path / "effect2")]) == 2  # other graph
