@@ -323,8 +323,8 @@ def _add_population(sub) -> None:
     r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="finished `tipping run population` folders")
     r.add_argument("--runs-file", default=None, help="a file listing run folders, one per line (# comments)")
     r.add_argument("--response", default=None, help="a `tipping population probe` JSON: adds the prediction")
-    r.add_argument("--network-run", default=None, help="the run whose first episode network_rounds draws "
-                                                       "(default: the first run folder)")
+    r.add_argument("--network-run", default=None,
+                   help="the run whose first episode network_rounds draws; unset: the first run folder")
     r.add_argument("--out", required=True, help="report folder")
 
 
