@@ -16,6 +16,7 @@ rule population_run:
         protocol=lambda wc: _args(P.population_args(wc.network, wc.agents, wc.fraction)),
         placement="{placement}",
         seed="{seed}",
+        model="{model}",
         decision=lambda wc: P.model_settings[wc.model].decision,
         sampling=lambda wc: _args(P.sampling_args(wc.model, "multi")),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
@@ -31,7 +32,7 @@ rule population_run:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping run population {params.protocol} --placement {params.placement} --seed {params.seed}"
         " --policy {params.policy} --decision {params.decision} {params.sampling} --cache-dir {params.cache}"
-        " --no-progress --tag model={wildcards.model} --out {params.out} > {log} 2>&1"
+        " --no-progress --tag model={params.model} --out {params.out} > {log} 2>&1"
 
 
 rule population_probe:
