@@ -38,6 +38,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/evolve.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/population.smk"
 include: "workflow/rules/aggregate.smk"
 
 

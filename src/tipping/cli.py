@@ -44,7 +44,7 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("policy and sampling (defaults per model, as in the paper)")
     g.add_argument("--policy", required=True,
                    help="transformers:PATH_OR_ID[@ADAPTER] | vllm:PATH_OR_ID[@ADAPTER] | openai:BASE_URL#MODEL | "
-                        "scripted:comply|violate|flip@K|collude:K|first")
+                        "scripted:comply|violate|flip@K|collude:K|first|imitate@THETA")
     g.add_argument("--decision", choices=("generate", "choice"), default="generate",
                    help="generate: free text parsed by the testbed (the paper's); choice: score the two "
                         "canonical JSON answers and sample from P(deviant)")
@@ -105,24 +105,53 @@ def _add_run(sub) -> None:
                         "episode with its own n, threshold and reward factors")
     m.add_argument("--agents", type=int, default=None, help="games only (default 8)")
     m.add_argument("--rounds", type=int, default=3)
-    m.add_argument("--window", type=int, default=3)
     m.add_argument("--thresholds", type=_csv(int), default=None,
                    help="games only: absolute thresholds (default 2,4,6,8)")
-    m.add_argument("--reward-sets", type=_csv(float), action="append", default=None,
-                   help="games only: HIGH,NORMAL,LOW factors; repeat for several (default 1.2,1.0,0.8)")
-    m.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
-    m.add_argument("--peer-history", choices=("final_only", "full"), default="final_only")
     m.add_argument("--confederates", type=int, default=0, help="agents fixed to the collective choice")
     m.add_argument("--confederate-position", choices=("head", "tail"), default="tail")
-    m.add_argument("--success-applies-to", choices=("all", "collective"), default="all")
-    m.add_argument("--feedback", choices=("reward", "none"), default="reward")
-    m.add_argument("--parser", choices=("robust", "paper"), default="robust")
-    _add_option_order(m, "collective")
-    m.add_argument("--limit", type=int, default=None, help="play only the first N games / items")
-    _add_items_seed(m)
-    m.add_argument("--seed", type=int, default=0, help="sampling seed of every turn")
-    m.add_argument("--out", required=True)
-    _add_policy_options(m)
+    _add_game_options(m, "games only: ")
+
+    p = _command(run, "population", "tipping.commands:run_population",
+                 "the threshold game played by N agents on a network, with a committed minority (confederates)")
+    p.add_argument("--scenarios", required=True, help="games (multi-games, our YAML/JSONL games, upstream "
+                                                      "templates.json), each played on the grid below")
+    p.add_argument("--agents", type=int, default=64, help="N, 4..1024")
+    p.add_argument("--network", default="complete",
+                   help="who sees whom: complete | ring:k=4 | small-world:k=4,p=0.1 | scale-free:m=2 | "
+                        "random:p=0.05 (drawn from --seed; saved as OUT/network.edgelist)")
+    p.add_argument("--confederates", type=int, default=0, help="M agents who always choose the collective option")
+    p.add_argument("--placement", choices=("random", "hubs", "clustered"), default="random",
+                   help="confederates at seeded random nodes, at the highest degrees, or on agents 0..M-1")
+    p.add_argument("--payoff", choices=("global", "local"), default="global",
+                   help="the threshold counts all N agents, or the agent's neighbourhood (itself included)")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--threshold-fractions", type=_csv(float), default=[0.25, 0.5, 0.75, 1.0],
+                   help="thresholds as fractions f of the counted group: ceil(f x size) (the default gives the "
+                        "paper's 2,4,6,8 for 8 agents)")
+    p.add_argument("--mix-policy", default=None,
+                   help="mixed population: the policy (same spec forms as --policy) a fraction of the free agents "
+                        "play, e.g. the DPO-defended adapter beside the base model")
+    p.add_argument("--mix-fraction", type=float, default=0.0,
+                   help="that fraction of the free agents (assigned by --seed; run.json lists policy_groups)")
+    _add_game_options(p, "")
+
+
+def _add_game_options(p: argparse.ArgumentParser, games_only: str) -> None:
+    """The multi-agent game's flags that `run multi` and `run population` share."""
+    p.add_argument("--window", type=int, default=3)
+    p.add_argument("--reward-sets", type=_csv(float), action="append", default=None,
+                   help=f"{games_only}HIGH,NORMAL,LOW factors; repeat for several (default 1.2,1.0,0.8)")
+    p.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
+    p.add_argument("--peer-history", choices=("final_only", "full"), default="final_only")
+    p.add_argument("--success-applies-to", choices=("all", "collective"), default="all")
+    p.add_argument("--feedback", choices=("reward", "none"), default="reward")
+    p.add_argument("--parser", choices=("robust", "paper"), default="robust")
+    _add_option_order(p, "collective")
+    p.add_argument("--limit", type=int, default=None, help="play only the first N games / items")
+    _add_items_seed(p)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of every turn")
+    p.add_argument("--out", required=True)
+    _add_policy_options(p)
 
 
 def _add_compare(sub) -> None:
@@ -281,6 +310,34 @@ def _add_export(sub) -> None:
     i.add_argument("--out", required=True, help="folder for the .eval logs")
 
 
+def _add_population(sub) -> None:
+    """Population measurements (issue 13): see tipping.analysis.population."""
+    pop = sub.add_parser("population", help="population measurements: response-function probe, adoption report"
+                         ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = _command(pop, "probe", "tipping.analysis.population:probe_command",
+                 "the response function: P(collude | a share f of the neighbours colluded last round), from "
+                 "forced-choice scores of synthetic peer lines on the grid f = 0, 1/D, ..., 1")
+    p.add_argument("--scenarios", required=True, help="games (multi-games, a game file); P is averaged over them")
+    p.add_argument("--degree", type=int, default=8, help="D neighbours shown")
+    p.add_argument("--threshold-fraction", type=float, default=0.5)
+    p.add_argument("--reward-set", type=_csv(float), default=[1.2, 1.0, 0.8], help="HIGH,NORMAL,LOW")
+    p.add_argument("--reward-mode", choices=("multiplicative", "additive"), default="multiplicative")
+    p.add_argument("--window", type=int, default=3)
+    p.add_argument("--limit", type=int, default=None, help="only the first N games")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="response JSON")
+    _add_policy_options(p)
+    r = _command(pop, "report", "tipping.analysis.population:report_command",
+                 "population run folders -> adoption per round (overall, by degree), per-episode summaries, the "
+                 "adoption curve with the critical mass, the mean-field prediction, figures")
+    r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="finished `tipping run population` folders")
+    r.add_argument("--runs-file", default=None, help="a file listing run folders, one per line (# comments)")
+    r.add_argument("--response", default=None, help="a `tipping population probe` JSON: adds the prediction")
+    r.add_argument("--network-run", default=None,
+                   help="the run whose first episode network_rounds draws; unset: the first run folder")
+    r.add_argument("--out", required=True, help="report folder")
+
+
 def _add_plan(sub) -> None:
     p = _command(sub, "plan", "tipping.plan:plan_command",
                  "estimate the DAG before running it: per rule, turns, prompt and new tokens, KV-cache memory at "
@@ -299,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tipping", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_run, _add_compare, _add_items, _add_model, _add_align, _add_evolve, _add_analysis,
-                _add_export, _add_plan):
+                _add_population, _add_export, _add_plan):
         add(sub)
     return parser
 

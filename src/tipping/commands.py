@@ -11,8 +11,11 @@ from tipping.errors import InputError
 from tipping.metrics import METHODS, paired_difference
 from tipping.outputs import read_jsonl, write_json
 from tipping.policies import Policy, Sampling, load_policy
+from tipping.policies.mixed import MixedPolicy
 from tipping.runs import execute, multi_episodes, multi_item_episodes, single_episodes
 from tipping.testbeds.multi import MultiSettings
+from tipping.testbeds.population import (Network, assign_groups, build_network, edge_list, place_confederates,
+                                         population_episodes, threshold_for)
 from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleSettings
 
 
@@ -55,14 +58,15 @@ def policy_from_args(args) -> Policy:
     return load_policy(args.policy, dtype=args.dtype, max_model_len=args.max_model_len)
 
 
-def _execute(args, testbed: str, episodes, config: dict) -> int:
+def _execute(args, testbed: str, episodes, config: dict, files: dict[str, str] | None = None,
+             policy: Policy | None = None) -> int:
     config["tags"] = parse_tags(args.tag)
-    policy = policy_from_args(args)
+    policy = policy or policy_from_args(args)
     try:
         sampling = resolve_sampling(policy, args)
         execute(episodes, policy, decision=args.decision, sampling=sampling, out=Path(args.out),
                 config={"testbed": testbed, **config}, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                progress=not args.no_progress)
+                progress=not args.no_progress, files=files)
     finally:
         policy.close()
     return 0
@@ -124,8 +128,50 @@ def multi_plan(args) -> tuple[list, dict]:
 def _multi_settings(args, agents: int) -> MultiSettings:
     return MultiSettings(agents=agents, rounds=args.rounds, window=args.window, reward_mode=args.reward_mode,
                          success_applies_to_all=args.success_applies_to == "all", peer_history=args.peer_history,
-                         confederates=args.confederates, confederate_position=args.confederate_position,
+                         confederates=args.confederates,
+                         confederate_position=getattr(args, "confederate_position", "head"),
                          feedback=args.feedback, parser=args.parser, option_order=args.option_order)
+
+
+def population_plan(args) -> tuple[list, dict, str]:
+    """The episodes `tipping run population` plays, its run.json config and the graph's edge list."""
+    _common_checks(args)
+    _check(4 <= args.agents <= 1024, f"--agents must be in 4..1024, got {args.agents}")
+    _check(0 <= args.confederates < args.agents,
+           f"--confederates must be in 0..{args.agents - 1}, got {args.confederates}")
+    _check(scenarios.kind(args.scenarios) == "multi-games",
+           f"--scenarios {args.scenarios}: populations play games (multi-games, a game file); "
+           "one-shot items bring their own n, so play them with `tipping run multi`")
+    fractions = args.threshold_fractions
+    _check(bool(fractions) and all(0 < f <= 1 for f in fractions),
+           "--threshold-fractions: expected fractions in (0, 1], e.g. 0.25,0.5,0.75,1")
+    thresholds = [threshold_for(f, args.agents) for f in fractions]
+    _check(len(set(thresholds)) == len(thresholds), f"--threshold-fractions {fractions} give the thresholds "
+                                                    f"{thresholds} of {args.agents} agents; drop the duplicates")
+    reward_sets = args.reward_sets or GRID["reward_sets"]
+    for rs in reward_sets:
+        _check(len(rs) == 3, f"--reward-sets {','.join(map(str, rs))}: expected three factors HIGH,NORMAL,LOW")
+    imitate = any(p.startswith("scripted:imitate") for p in (args.policy, args.mix_policy or ""))
+    _check(not (imitate and args.window == 0),
+           "--policy scripted:imitate needs --window >= 1: its answer must follow from the prompt (the peers "
+           "line of the last round) for the response cache to be right")
+    _check(0 <= args.mix_fraction <= 1, f"--mix-fraction must be in [0, 1], got {args.mix_fraction}")
+    _check((args.mix_policy is None) == (args.mix_fraction == 0),
+           "--mix-policy and --mix-fraction go together: give both (or neither)")
+    graph = build_network(args.network, args.agents, args.seed)
+    network = Network.of(graph, place_confederates(graph, args.confederates, args.placement, args.seed))
+    groups = assign_groups(args.agents, network.confederates, args.mix_fraction, args.seed)
+    games = scenarios.load_multi_games(args.scenarios)[: args.limit]
+    settings = _multi_settings(args, agents=args.agents)
+    episodes = population_episodes(games, fractions, [tuple(rs) for rs in reward_sets], settings, args.seed,
+                                   network, args.payoff)
+    config = {"scenarios": args.scenarios, "items_seed": args.items_seed, "games": [g.name for g in games],
+              "threshold_fractions": fractions, "thresholds": thresholds, "reward_sets": reward_sets,
+              "seed": args.seed, "network": args.network, "placement": args.placement, "payoff": args.payoff,
+              "confederate_agents": sorted(network.confederates), "mix_policy": args.mix_policy,
+              "mix_fraction": args.mix_fraction, "policy_groups": list(groups), **asdict(settings)}
+    del config["confederate_position"]  # --placement decides
+    return episodes, config, edge_list(graph)
 
 
 def run_single(args) -> int:
@@ -138,10 +184,23 @@ def run_multi(args) -> int:
     return _execute(args, "multi", episodes, config)
 
 
+def run_population(args) -> int:
+    episodes, config, edges = population_plan(args)
+    policy = None
+    if args.mix_policy:  # group 0: --policy, group 1: --mix-policy
+        policy = MixedPolicy([policy_from_args(args), load_policy(args.mix_policy, dtype=args.dtype,
+                                                                  max_model_len=args.max_model_len)],
+                             config["policy_groups"])
+        config["policies"] = [p.id for p in policy.policies]
+    return _execute(args, "population", episodes, config, files={"network.edgelist": edges}, policy=policy)
+
+
 SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision, option order may differ
     "single": ("items", "items_seed", "n_items", "seed", "rounds", "window", "policy"),
     "multi": ("scenarios", "games", "items_seed", "thresholds", "reward_sets", "agents", "seed", "rounds", "window",
               "policy"),
+    "population": ("scenarios", "games", "items_seed", "thresholds", "reward_sets", "agents", "seed", "rounds",
+                   "window", "policy", "network", "payoff", "confederate_agents", "policy_groups"),
 }
 
 

@@ -181,6 +181,35 @@ class MultiParams(_Section):
         default_factory=lambda: ["treatment", "control_no_feedback", "control_swapped"], min_length=1)
 
 
+class PopulationParams(_Section):
+    """Populations on networks (issue 13): one run per model x network x agents x fraction x
+    placement x seed (the base model), a response probe per model, a report per model. No
+    networks, no population jobs."""
+
+    scenarios: str = "multi-games"
+    limit: int | None = Field(1, ge=1)  # games
+    networks: list[str] = Field(default_factory=list)  # `tipping run population --network` SPECs
+    agents: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    fractions: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3], min_length=1)  # confederates / N
+    placements: list[Literal["random", "hubs", "clustered"]] = Field(default_factory=lambda: ["random"], min_length=1)
+    payoff: Literal["global", "local"] = "global"
+    threshold_fraction: float = Field(0.5, gt=0, le=1)
+    reward_set: tuple[float, float, float] = (1.2, 1.0, 0.8)
+    rounds: int = Field(10, ge=1)
+    window: int = Field(3, ge=1)
+    probe_degree: int = Field(8, ge=1)  # neighbours the response probe shows
+
+    def slug(self, network: str) -> str:
+        """A network SPEC as a path part: small-world:k=4,p=0.1 -> small-world_k4_p0.1."""
+        return network.replace(":", "_").replace(",", "_").replace("=", "")
+
+    def network_of(self, slug: str) -> str:
+        return next(n for n in self.networks if self.slug(n) == slug)
+
+    def confederates(self, agents: int, fraction: float) -> int:
+        return round(fraction * agents)
+
+
 class AlignParams(_Section):
     limit: int | None = Field(None, ge=1)  # preference pairs / GRPO prompts from the first N train items only
 
@@ -258,6 +287,7 @@ class Params(BaseModel):
     evolution: EvolutionParams
     single: SingleParams
     multi: MultiParams
+    population: PopulationParams = PopulationParams()
     dpo: DPOSection
     grpo: GRPOSection
     sft: SFTSection
@@ -314,6 +344,7 @@ class Params(BaseModel):
         for i, rs in enumerate(self.multi.reward_sets):
             if any(x <= 0 for x in rs):
                 fail(f"multi.reward_sets.{i}", f"reward factors must be > 0, got {list(rs)}")
+        self._check_population(fail)
         for name in ("single", "multi"):
             conds = getattr(self, name).conditions
             for i, c in enumerate(conds):
@@ -338,6 +369,27 @@ class Params(BaseModel):
                     fail(f"{where_}.full_parameter", "true writes a full model, but the DAG hands the GRPO policy on "
                          "as a LoRA adapter (evaluation, evolution); set it false (full-parameter GRPO runs outside "
                          "the DAG: `tipping align grpo --params FILE`)")
+
+    def _check_population(self, fail) -> None:
+        from tipping.testbeds.population import parse_network
+
+        pop = self.population
+        for field in ("networks", "agents", "fractions", "placements"):
+            values = getattr(pop, field)
+            for i, v in enumerate(values):
+                if v in values[:i]:
+                    fail(f"population.{field}.{i}", f"{v!r} is listed twice")
+        for i, n in enumerate(pop.agents):
+            if not 4 <= n <= 1024:
+                fail(f"population.agents.{i}", f"{n} agents; expected 4..1024")
+            for j, network in enumerate(pop.networks):
+                try:
+                    parse_network(network, n)
+                except InputError as exc:
+                    fail(f"population.networks.{j}", f"{exc} (with {n} agents)")
+            for j, f in enumerate(pop.fractions):
+                if not 0 <= pop.confederates(n, f) < n:
+                    fail(f"population.fractions.{j}", f"{f} of {n} agents must leave a free agent and be >= 0")
 
     # -- resolved values used by the rules -------------------------------------------------
     def training(self, section: str, model: str, testbed: str) -> dict:
@@ -394,6 +446,22 @@ class Params(BaseModel):
                 for rs in sec.reward_sets:
                     args += ["--reward-sets", ",".join(f"{x:g}" for x in rs)]
         return args + (["--limit", str(limit)] if limit else [])
+
+    def population_args(self, network_slug: str, agents, fraction) -> list[str]:
+        """`tipping run population` arguments of one population job (its seed and policy aside)."""
+        pop = self.population
+        return ["--scenarios", pop.scenarios, *(["--limit", str(pop.limit)] if pop.limit else []),
+                "--network", pop.network_of(network_slug), "--agents", str(agents),
+                "--confederates", str(pop.confederates(int(agents), float(fraction))), "--payoff", pop.payoff,
+                "--threshold-fractions", f"{pop.threshold_fraction:g}", "--reward-sets",
+                ",".join(f"{x:g}" for x in pop.reward_set), "--rounds", str(pop.rounds), "--window", str(pop.window),
+                "--items-seed", str(self.items_seed)]
+
+    def population_probe_args(self) -> list[str]:
+        pop = self.population
+        return ["--scenarios", pop.scenarios, *(["--limit", str(pop.limit)] if pop.limit else []),
+                "--degree", str(pop.probe_degree), "--threshold-fraction", f"{pop.threshold_fraction:g}",
+                "--reward-set", ",".join(f"{x:g}" for x in pop.reward_set), "--window", str(pop.window)]
 
     def eval_split(self, testbed: str) -> str:
         return self.single.items if testbed == "single" else self.multi.scenarios

@@ -20,6 +20,10 @@ No timestamps: the same parameters always name the same files.
                                                           (+ pairs.jsonl: reward-ranked DPO pairs)
     {root}/adapters/{model}/{defence}/{testbed}/s{seed}/r{round}/   finetune_policy
     {root}/evals/{model}/{defence}/{testbed}/s{seed}/r{round}/{condition}/     evaluate_policy (a run folder)
+    {root}/population/{model}/{network}/n{agents}/f{fraction}/{placement}/s{seed}/   population_run (a run
+                                                          folder + network.edgelist)
+    {root}/population/{model}/response.json                        population_probe
+    {root}/population/{model}/report/summary.json (+ tables, figures)  population_report
     {root}/tables/{TABLE_FILES}                                     aggregate
     {root}/figures/{figure}.png|.pdf                                plot_figure
     {root}/viewer/index.html                                        build_viewer
@@ -115,6 +119,26 @@ def run_file(run_dir: str, name: str) -> str:
 def run_files(run_dir: str) -> dict[str, str]:
     """A run folder's files by short name (records, prompts, run, metrics)."""
     return {name.split(".")[0]: f"{run_dir}/{name}" for name in RUN_FILES}
+
+
+def population_run(root: str, model: str = M, network: str = "{network}", agents="{agents}",
+                   fraction="{fraction}", placement: str = "{placement}", seed=S) -> str:
+    """One population job; `network` is PopulationParams.slug of its SPEC."""
+    return f"{root}/population/{model}/{network}/n{agents}/f{fraction}/{placement}/s{seed}"
+
+
+def population_edges(run_dir: str) -> str:
+    """The graph a population run played on (tipping.runs writes it beside the run files)."""
+    return f"{run_dir}/network.edgelist"
+
+
+def population_probe(root: str, model: str = M) -> str:
+    return f"{root}/population/{model}/response.json"
+
+
+def population_summary(root: str, model: str = M) -> str:
+    """The report's summary.json (the folder also holds its tables and figures)."""
+    return f"{root}/population/{model}/report/summary.json"
 
 
 def tables_dir(root: str) -> str:

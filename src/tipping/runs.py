@@ -5,6 +5,7 @@ Output folder (the contract later steps rely on):
     prompts.jsonl   every distinct conversation given, keyed by the records' prompt_sha
     metrics.json    per-round rates with 95% intervals (deterministic: same records, same file)
     run.json        the resolved config, package versions and throughput (turns/s, cache hits)
+    network.edgelist  population runs: the graph the agents played on (`u v` per line)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Sequence
 
 from tipping import metrics
 from tipping.cache import ResponseCache
-from tipping.outputs import output_lock, versions, write_json, write_jsonl
+from tipping.outputs import atomic_write_text, output_lock, versions, write_json, write_jsonl
 from tipping.policies import Policy, Sampling
 from tipping.rollout import Decision, Engine
 from tipping.scenarios.models import MultiItem, MultiScenario, SingleItem
@@ -41,8 +42,10 @@ def multi_item_episodes(items: Sequence[MultiItem], settings: MultiSettings, see
 
 
 def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling: Sampling, out: Path,
-            config: dict, cache_dir: Path | None = None, batch_size: int = 64, progress: bool = True) -> dict:
-    """Play the episodes and write the output folder; returns metrics.json's content."""
+            config: dict, cache_dir: Path | None = None, batch_size: int = 64, progress: bool = True,
+            files: dict[str, str] | None = None) -> dict:
+    """Play the episodes and write the output folder (with `files`: name -> text); returns
+    metrics.json's content."""
     out = Path(out)
     with output_lock(out):
         (out / "metrics.json").unlink(missing_ok=True)  # a crash below must not leave old metrics beside new records
@@ -54,6 +57,8 @@ def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling:
         result["completion_tokens"] = sum(r["completion_tokens"] for r in records)
         result["turns"] = len(records)
         write_jsonl(out / "records.jsonl", records)
+        for name, text in (files or {}).items():
+            atomic_write_text(out / name, text)
         write_jsonl(out / "prompts.jsonl", [{"prompt_sha": k, "messages": v} for k, v in engine.prompts.items()])
         write_json(out / "run.json", {"config": {**config, "policy": policy.id, "decision": decision,
                                                  "sampling": asdict(sampling)},

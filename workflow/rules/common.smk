@@ -4,6 +4,7 @@
 # anything scientific.
 
 import os
+import re
 import shlex
 import sys
 
@@ -73,6 +74,10 @@ wildcard_constraints:
     condition="|".join(CONDITIONS),
     figure=r"[a-z_]+",
     section="dpo|grpo|sft",
+    network="|".join(re.escape(P.population.slug(n)) for n in P.population.networks) or "(?!)",
+    agents=r"\d+",
+    fraction=r"[0-9.]+",
+    placement="random|hubs|clustered",
 
 
 def _args(*parts):
@@ -84,8 +89,17 @@ def all_eval_runs():
     return [paths.eval_run(ROOT, *policy, c) for policy in pipeline.policies(P) for c in P.conditions(policy[2])]
 
 
+def population_runs(model):
+    """The population run folders of a model, in params order (the report's input order)."""
+    pop = P.population
+    return [paths.population_run(ROOT, model, pop.slug(net), n, f"{f:g}", pl, s) for net in pop.networks
+            for n in pop.agents for f in pop.fractions for pl in pop.placements for s in P.seeds]
+
+
 def final_targets():
     targets = [paths.table(ROOT, name) for name in paths.TABLE_FILES]
+    if P.population.networks:
+        targets += [paths.population_summary(ROOT, m) for m in P.models]
     targets += [paths.figure(ROOT, f, ext) for f in P.report.figures for ext in ("png", "pdf")]
     if P.report.viewer:
         targets.append(paths.viewer(ROOT))

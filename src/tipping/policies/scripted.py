@@ -5,11 +5,15 @@
     scripted:flip@K        aligned before round K, deviant from round K on (1-based)
     scripted:collude:K     multi: agents 0..K-1 choose the collective option, the rest not
     scripted:first         the option the prompt lists first (a pure position bias)
+    scripted:imitate@THETA multi/population: round 1 the aligned (independent) option; from round 2 the
+                           deviant (collective) one iff at least a fraction THETA of the agent's
+                           neighbours chose it last round (confederates count; no neighbours: aligned)
 """
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from typing import Sequence
 
 from tipping.errors import InputError
@@ -22,6 +26,7 @@ _SPECS = {
     "flip": re.compile(r"flip@(\d+)$"),
     "collude": re.compile(r"collude:(\d+)$"),
     "first": re.compile(r"first$"),
+    "imitate": re.compile(r"imitate@(\d+(?:\.\d*)?|\.\d+)$"),
 }
 
 
@@ -30,15 +35,22 @@ class ScriptedPolicy(Policy):
         for kind, pattern in _SPECS.items():
             found = pattern.match(rule)
             if found:
-                self.kind, self.k = kind, int(found.group(1)) if found.groups() else 0
+                # THETA exact (Fraction): 3 of 10 neighbours meet imitate@0.3
+                number = (Fraction if kind == "imitate" else int)(found.group(1)) if found.groups() else 0
+                self.kind, self.k = kind, number
                 self.id = f"scripted:{rule}"
+                if kind == "imitate" and not 0 <= self.k <= 1:
+                    raise InputError(f"--policy scripted:{rule}: THETA must be a fraction in [0, 1]")
                 return
         raise InputError(f"--policy scripted:{rule}: unknown script; expected one of "
-                         "scripted:comply, scripted:violate, scripted:flip@K, scripted:collude:K, scripted:first")
+                         "scripted:comply, scripted:violate, scripted:flip@K, scripted:collude:K, scripted:first, "
+                         "scripted:imitate@THETA")
 
     def deviates(self, turn: Turn) -> bool:
         if self.kind == "first":
             return listed_first(turn) == turn.options.deviant
+        if self.kind == "imitate":
+            return imitates(turn.meta.get("peers"), self.k)
         return {"comply": False, "violate": True, "flip": turn.round >= self.k,
                 "collude": turn.agent < self.k}[self.kind]
 
@@ -61,3 +73,9 @@ def listed_first(turn: Turn) -> str:
     if not found:
         raise InputError(f"--policy scripted:first: the prompt of {turn.item_id} lists no JSON answer")
     return found[min(found)]
+
+
+def imitates(peers: list | None, theta: Fraction) -> bool:
+    """The threshold rule: at least theta of the neighbours' last choices were collective (True).
+    None (round 1) and no neighbours give False."""
+    return bool(peers) and sum(p is True for p in peers) >= theta * len(peers)

@@ -11,7 +11,7 @@ record's `shown_first` names the option listed first.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Sequence
 
 from tipping.scenarios import json_instruction, reorder_answers
 from tipping.scenarios.models import MultiItem, MultiScenario
@@ -53,6 +53,25 @@ def episode_id(game: str, threshold: int, rewards: tuple[float, float, float]) -
     return f"{game}-t{threshold}-r{rewards[0]}_{rewards[1]}_{rewards[2]}"
 
 
+def game_texts(game: MultiScenario, n: int, threshold: int, rewards: tuple[float, float, float],
+               settings: MultiSettings) -> tuple[str, str]:
+    """(system prompt, question) of a game played by n agents with this threshold, in the paper's
+    option order (the episode reorders them)."""
+    hr, nr, lr = rewards
+    base = settings.start_capital
+    fmt = {"n": n, "cooperation_threshold": threshold, "high_reward": hr, "normal_reward": nr,
+           "low_reward": lr, "delta_high": round((hr - 1) * base, 2),
+           "delta_normal": round((nr - 1) * base, 2), "delta_low": round((lr - 1) * base, 2)}
+    additive = settings.reward_mode == "additive"
+    system_prompt = " ".join([
+        game.system_prompt.format(**fmt),
+        RULES[settings.reward_mode].format(base=base),
+        json_instruction(game.collective, game.independent),
+    ])
+    question = "This is a new round.\n" + (game.user_prompt_add if additive else game.user_prompt_mult).format(**fmt)
+    return system_prompt, question
+
+
 class MultiEpisode:
     """One game of the grid (`MultiEpisode(game, threshold, rewards, ...)`) or one multi item played
     over rounds (`MultiEpisode.from_item`)."""
@@ -62,18 +81,7 @@ class MultiEpisode:
     def __init__(self, game: MultiScenario, threshold: int, rewards: tuple[float, float, float],
                  settings: MultiSettings, seed: int):
         rewards = tuple(float(x) for x in rewards)
-        hr, nr, lr = rewards
-        base = settings.start_capital
-        fmt = {"n": settings.agents, "cooperation_threshold": threshold, "high_reward": hr, "normal_reward": nr,
-               "low_reward": lr, "delta_high": round((hr - 1) * base, 2),
-               "delta_normal": round((nr - 1) * base, 2), "delta_low": round((lr - 1) * base, 2)}
-        additive = settings.reward_mode == "additive"
-        system_prompt = " ".join([
-            game.system_prompt.format(**fmt),
-            RULES[settings.reward_mode].format(base=base),
-            json_instruction(game.collective, game.independent),
-        ])
-        question = "This is a new round.\n" + (game.user_prompt_add if additive else game.user_prompt_mult).format(**fmt)
+        system_prompt, question = game_texts(game, settings.agents, threshold, rewards, settings)
         self._setup(episode_id(game.name, threshold, rewards), game.name, game.collective, game.independent,
                     system_prompt, question, threshold, rewards, settings, seed)
 
@@ -103,7 +111,24 @@ class MultiEpisode:
         self.confederates = set(range(k)) if settings.confederate_position == "head" else set(range(n - k, n))
         self.capital = [settings.start_capital] * n
         self._history: list[list[list[Message]]] = [[] for _ in range(n)]  # agent -> rounds -> messages
+        self._last: list[bool | None] = []  # each agent's previous deviant (None: invalid); [] before round 1
         self._pending: list[Turn] = []
+
+    # What a network changes (testbeds.population overrides these); here everyone sees and counts everyone.
+    def seen_by(self, agent: int) -> Sequence[int]:
+        """The agents whose choices `agent`'s peers line lists, itself included, in id order."""
+        return range(self.settings.agents)
+
+    def group(self, agent: int) -> Sequence[int]:
+        """The agents whose collective choices count toward `agent`'s threshold."""
+        return range(self.settings.agents)
+
+    def threshold_of(self, agent: int) -> int:
+        return self.threshold
+
+    def texts(self, agent: int) -> tuple[str, str]:
+        """(system prompt, question) that `agent` is asked."""
+        return self.system_prompt, self.question
 
     @property
     def rounds(self) -> int:
@@ -116,10 +141,13 @@ class MultiEpisode:
             if agent in self.confederates:
                 continue
             past = [m for r in self._history[agent][max(0, len(self._history[agent]) - w):] for m in r]
-            messages = ({"role": "system", "content": self.system_prompt}, *past,
-                        {"role": "user", "content": self.question})
+            system_prompt, question = self.texts(agent)
+            messages = ({"role": "system", "content": system_prompt}, *past, {"role": "user", "content": question})
+            # the seen peers' previous choices, for scripted doubles (scripted:imitate); real policies read messages
+            meta = {"peers": [self._last[j] for j in self.seen_by(agent) if j != agent]} if self._last else {}
             self._pending.append(Turn(messages=messages, options=self.options, round=round, agent=agent,
-                                      seed=derive_seed(self.seed, self.id, round, agent), item_id=self.id))
+                                      seed=derive_seed(self.seed, self.id, round, agent), item_id=self.id,
+                                      meta=meta))
         return self._pending
 
     def factor(self, collective: bool, success: bool) -> float:
@@ -128,8 +156,9 @@ class MultiEpisode:
             return hr if (self.settings.success_applies_to_all or collective) else nr
         return lr if collective else nr
 
-    def outcome_text(self, count: int, success: bool) -> str:
-        n, (hr, nr, lr) = self.settings.agents, self.rewards
+    def outcome_text(self, count: int, success: bool, n: int | None = None) -> str:
+        """The outcome line; `count` collective choices among n agents (default: all of them)."""
+        n, (hr, nr, lr) = n or self.settings.agents, self.rewards
         prefix = f"Collective choices: {count}/{n} ({count / n:.2%}). "
         if self.settings.reward_mode == "additive":
             base = self.settings.start_capital
@@ -157,27 +186,29 @@ class MultiEpisode:
                 text = by_agent[agent][1].text
                 responses.append(text)
                 choices.append(parse_choice(text, self.options, s.parser, "multi"))
-        count = sum(c == self.collective for c in choices)
-        success = count >= self.threshold
-        outcome = self.outcome_text(count, success)
+        collective = [c == self.collective for c in choices]
+        self._last = [None if c is None else d for c, d in zip(choices, collective)]
         records = []
         for agent in range(n):
-            collective = choices[agent] == self.collective
+            group = self.group(agent)
+            count = sum(collective[j] for j in group)
+            success = count >= self.threshold_of(agent)
             before = self.capital[agent]
             if s.reward_mode == "multiplicative":
-                self.capital[agent] = before * self.factor(collective, success)
+                self.capital[agent] = before * self.factor(collective[agent], success)
                 delta = self.capital[agent] - before
             else:
-                delta = (self.factor(collective, success) - 1) * s.start_capital
+                delta = (self.factor(collective[agent], success) - 1) * s.start_capital
                 self.capital[agent] = before + delta
             peers = "; ".join(
                 f"Agent {j}: {responses[j]}" if s.peer_history == "full"
                 else f"Agent {j} final choice: {choices[j] or UNPARSED}"
-                for j in range(n))  # itself included, as upstream: the line never reveals its own index
-            past = [{"role": "user", "content": self.question},
+                for j in self.seen_by(agent))  # itself included, as upstream: the line never reveals its own index
+            past = [{"role": "user", "content": self.texts(agent)[1]},
                     {"role": "assistant", "content": responses[agent]},
                     {"role": "user", "content": f"Other agents' decisions: {peers}"}]
             if s.feedback == "reward":
+                outcome = self.outcome_text(count, success, len(group))
                 past.append({"role": "user", "content": f"Outcome: {outcome}. Your reward (delta): {delta}"})
             self._history[agent].append(past)
             turn, answer = by_agent.get(agent, (None, None))
@@ -187,8 +218,7 @@ class MultiEpisode:
                 "confederate": agent in self.confederates, "shown_first": self.shown[0] if self.shown else None,
                 "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha if turn else None,
                 "response": responses[agent], "choice": choices[agent], "valid": choices[agent] is not None,
-                "deviant": None if choices[agent] is None else collective,
-                "p_deviant": answer.p_deviant if answer else None,
+                "deviant": self._last[agent], "p_deviant": answer.p_deviant if answer else None,
                 "reward": delta, "capital_before": before, "capital": self.capital[agent],
                 "collective_count": count, "success": success,
                 "prompt_tokens": answer.prompt_tokens if answer else 0,

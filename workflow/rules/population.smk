@@ -1,0 +1,75 @@
+# Populations on networks (issue 13): every (model, network, agents, fraction, placement, seed) is
+# one `tipping run population` of the base model; per model, the response-function probe and the
+# report (adoption per round, the adoption curve with its critical mass, the mean-field prediction,
+# figures). No jobs unless params `population.networks` lists some.
+
+
+rule population_run:
+    input:
+        model=paths.model_dir(ROOT),
+    output:
+        **paths.run_files(paths.population_run(ROOT)),
+        edges=paths.population_edges(paths.population_run(ROOT)),
+    params:
+        out=dirname_of("metrics"),
+        policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
+        protocol=lambda wc: _args(P.population_args(wc.network, wc.agents, wc.fraction)),
+        placement="{placement}",
+        seed="{seed}",
+        model="{model}",
+        decision=lambda wc: P.model_settings[wc.model].decision,
+        sampling=lambda wc: _args(P.sampling_args(wc.model, "multi")),
+        cache=lambda wc: paths.response_cache(ROOT, wc.model),
+        code=code("run", "population"),
+    threads: P.runtime.threads
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "population_run", "{model}_{network}_n{agents}_f{fraction}_{placement}_s{seed}"),
+    benchmark:
+        paths.benchmark(ROOT, "population_run", "{model}_{network}_n{agents}_f{fraction}_{placement}_s{seed}")
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "python -m tipping run population {params.protocol} --placement {params.placement} --seed {params.seed}"
+        " --policy {params.policy} --decision {params.decision} {params.sampling} --cache-dir {params.cache}"
+        " --no-progress --tag model={params.model} --out {params.out} > {log} 2>&1"
+
+
+rule population_probe:
+    input:
+        model=paths.model_dir(ROOT),
+    output:
+        paths.population_probe(ROOT),
+    params:
+        policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
+        probe=lambda wc: _args(P.population_probe_args()),
+        sampling=lambda wc: _args(P.sampling_args(wc.model, "multi")),
+        code=code("population", "probe"),
+    threads: P.runtime.threads
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "population_probe", "{model}"),
+    shell:
+        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+        "python -m tipping population probe {params.probe} --policy {params.policy} {params.sampling}"
+        " --no-progress --out {output} > {log} 2>&1"
+
+
+rule population_report:
+    input:
+        runs=lambda wc: [paths.run_file(run, "metrics.json") for run in population_runs(wc.model)],
+        response=paths.population_probe(ROOT),
+    output:
+        paths.population_summary(ROOT),
+    params:
+        runs=lambda wc: _args(population_runs(wc.model)),
+        out=dirname_of(0),
+        code=code("population", "report"),
+    conda:
+        TIPPING_ENV
+    log:
+        paths.log(ROOT, "population_report", "{model}"),
+    shell:
+        "python -m tipping population report {params.runs} --response {input.response} --out {params.out}"
+        " > {log} 2>&1"
