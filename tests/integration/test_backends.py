@@ -51,7 +51,7 @@ def test_same_seed_same_text_whatever_the_batch(hf_tiny):
 def test_finished_rows_leave_the_batch_without_changing_the_others(tiny_model):
     policy = TransformersPolicy(tiny_model)  # its own: the test changes the stop tokens
     turns = make_turns(4)
-    tokens = policy._decode([policy.chat.prompt_ids(t, SHORT) for t in turns], [t.seed for t in turns], SHORT)
+    tokens = policy._decode([policy._prompt(t, SHORT) for t in turns], [t.seed for t in turns], SHORT)
     stop = tokens[0][2]
     policy.stop = policy.stop | {stop}  # row 0 now ends at its third token, while others go on
     batch = policy.generate(turns, SHORT)
