@@ -281,7 +281,7 @@ class TransformersPolicy(Policy):
         answers = [self.chat.answer_ids(label, s) for label in turn.options.labels()]
         with torch.inference_mode():
             cache, last = self._prefill(prompt, ends)
-            first = last.float().log_softmax(-1)
+            first = last.double().log_softmax(-1)
             totals = []
             for answer in answers:
                 total = first[answer[0]].item() if answer else 0.0
@@ -289,7 +289,7 @@ class TransformersPolicy(Policy):
                     rest = self.model(input_ids=torch.tensor([answer[:-1]], device=self.device), past_key_values=cache,
                                       use_cache=True)
                     cache.crop(1 - len(answer))
-                    logp = rest.logits[0].float().log_softmax(-1)
+                    logp = rest.logits[0].double().log_softmax(-1)
                     total += logp.gather(-1, torch.tensor(answer[1:], device=self.device)[:, None]).sum().item()
                 totals.append(total)
         return ChoiceScores(aligned=totals[0], deviant=totals[1], prompt_tokens=len(prompt))
