@@ -1,14 +1,24 @@
-"""The transformers backend: CPU or GPU, batched generation with left padding, seeded per turn.
+"""The transformers backend: CPU or GPU, prefix KV reuse, batched decoding, seeded per turn.
 
-Reproducibility: every turn samples from its own torch.Generator seeded with turn.seed and
-draws one uniform number per new token, so its random stream never depends on the other turns
-of its batch. Scores (forced-choice mode) are computed one turn at a time, so they are exactly
-the same floats whatever chunk a turn lands in: batched matmuls round differently for different
-batch shapes (~1e-5 on fp32 logits), which would show in the recorded P(deviant). Generated text
-does share its batch. In fp32 (the CPU default) that changes a token only when a draw falls
-within ~1e-5 of a token boundary: a turn alone and in a batch gave identical text in all our
-checks, on CPU and on a GPU. In bf16 (the GPU default) it often does not, so a resumed generate
-run on a GPU matches an uninterrupted one only where the chunks match (the Engine keeps them
+Prefill (both modes): a prompt runs in canonical chunks, each alone (batch 1, no padding) on the
+KV cache of the chunks before it; chunks end where the conversation's system prompt and earlier
+prompts end (`ChatTokenizer.chunk_ends`), so round r's prompt starts with round r-1's chunks and
+finds their KV in a trie keyed by the chunks' token ids (policies/prefix.py, LRU token budget).
+The floats of a prompt therefore depend only on the prompt: reused or recomputed (a resumed run
+starts cold), in any batch and order, they are bitwise the same, and records stay byte-identical.
+They differ from one pass over the whole prompt in the last bits (batched matmuls of other shapes
+round differently), so the prefix-cache policy has its own id (".../chunked"); in fp32 its
+P(deviant) agrees with one-pass scoring within 1e-6 (tests/integration/test_prefix_cache.py).
+`prefix_cache=False` is that one-pass per-turn path: the reference and the benchmark's baseline.
+
+Scoring: both answers continue from the prompt's KV, cropped back in between; log-probabilities
+are summed in float64. Generation: each row is prefilled alone, then the rows decode as one
+left-padded batch; every turn samples from its own torch.Generator seeded with turn.seed with
+one uniform draw per new token, so its random stream never depends on its batch. The decode
+steps do share the batch: in fp32 (the CPU default) that changes a token only when a draw falls
+within ~1e-5 of a token boundary (a turn alone and in a batch gave identical text in all our
+checks, on CPU and on a GPU); in bf16 (the GPU default) it often does, so a resumed generate run
+on a GPU matches an uninterrupted one only where the chunks match (the Engine keeps them
 aligned) or with dtype="float32".
 """
 
@@ -322,8 +332,9 @@ class TransformersPolicy(Policy):
                              use_cache=True, logits_to_keep=1)
             logits = out.logits[0, -1]
             if self.prefix:
-                node = self.prefix.add(node, prompt[start:end], torch.stack([layer.keys[..., start:end, :] for layer in cache.layers]),
-                                       torch.stack([layer.values[..., start:end, :] for layer in cache.layers]), logits)
+                keys, values = (torch.stack([getattr(layer, part)[..., start:end, :] for layer in cache.layers])
+                                for part in ("keys", "values"))
+                node = self.prefix.add(node, prompt[start:end], keys, values, logits)
                 path.append(node)
             start = end
         if self.prefix:
