@@ -69,7 +69,7 @@ def test_greedy_equals_transformers_generate(hf_tiny):
     enc = tok([hf_tiny.chat.render(t.conversation, None) for t in turns], return_tensors="pt", padding=True,
               add_special_tokens=False)
     with torch.inference_mode():
-        out = hf_tiny.model.generate(**enc, do_sample=False, max_new_tokens=16, pad_token_id=hf_tiny.pad_id)
+        out = hf_tiny.model.generate(**enc, do_sample=False, max_new_tokens=16, pad_token_id=tok.pad_token_id)
     reference = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     assert [c.text for c in ours] == reference
 

@@ -32,8 +32,8 @@ from typing import Sequence
 
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
-from tipping.policies.prefix import PrefixTrie
 from tipping.policies.models import WEIGHT_PATTERNS, sampling_defaults, validate_model_dir
+from tipping.policies.prefix import PrefixTrie
 from tipping.testbeds.base import Turn, canonical_answer, clean_text
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -171,12 +171,11 @@ class TransformersPolicy(Policy):
         if adapter:
             self.model = self._with_adapter(model, str(adapter))
         self.chat = ChatTokenizer(tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop = self.chat.stop_ids(self.model.generation_config)
         self.default_sampling = sampling_defaults(self.model.config.to_dict() | {"_name_or_path": model})
+        self.prefix = PrefixTrie(prefix_budget_tokens) if prefix_cache else None
         # chunked prefill gives other last-bit floats than one pass over the prompt: a separate identity
         # keeps the response cache from mixing the two in one run
-        self.prefix = PrefixTrie(prefix_budget_tokens) if prefix_cache else None
         self.id = policy_id("transformers", model, adapter, str(self.dtype).removeprefix("torch."),
                             *(["chunked"] if prefix_cache else []))
 
