@@ -1,17 +1,19 @@
-"""Round-synchronous batching vs the upstream one-request-at-a-time loop, on the embedded model.
+"""The Engine at full speed vs upstream's one-request-at-a-time loop, on the embedded model.
 
-The single-agent grid (window 5, 64 new tokens, free generation) with SmolLM2-135M-Instruct on
-CPU, played twice in one process with the same seeds: the Engine with batch_size 64 (every
-episode's turn of a round in one call) and with batch_size 1 (upstream's loop). No response
-cache, so both runs compute every turn. Prints one JSON object:
+SmolLM2-135M-Instruct on CPU plays one grid twice in one process with the same seeds, no
+response cache (both runs compute every turn):
+  fast      the Engine with batch_size 64; transformers: prefix KV reuse (canonical chunks)
+  baseline  batch_size 1; transformers: prefix_cache=False (each prompt in one pass, per turn)
+Grids: single = the 64 single-test items x 6 rounds, window 5; multi = a subset of the paper's
+test_ma grid (8 agents, 3 rounds, window 3): the first `--games` games x thresholds 2/4/6/8 x the
+first `--reward-sets` reward sets (the full 7 x 4 x 5 grid is 3,360 turns: too slow to run twice
+here). Prints one JSON object: both times, the speedup, peak RSS after each run, the fast run's
+prefix-cache stats, and whether the records agree (choice: same decisions and the largest
+|dP(deviant)|; generate: same text). Not a timed test; the full single grid takes tens of minutes:
 
-    {batched_s, sequential_s, speedup, peak_rss_mb, turns_per_s, prompt_tokens, new_tokens, identical, ...}
-
-`identical` says whether both runs wrote the same records. Not a timed test; the full grid is slow:
-
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python benchmarks/rollout.py               # 16 items x 6 rounds
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python benchmarks/rollout.py --items 64    # the full split
-    ... --backend vllm                                                                   # the vLLM engine
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python benchmarks/rollout.py --decision choice
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python benchmarks/rollout.py --decision generate
+    ... --testbed multi | --items 16 | --backend vllm
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from tipping import scenarios
 from tipping.policies import load_policy
 from tipping.policies.models import prepare
 from tipping.rollout import Engine
-from tipping.runs import single_episodes
+from tipping.runs import multi_episodes, single_episodes
+from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.single import SingleSettings
 
 MODEL_CACHE = Path(os.environ.get("TIPPING_MODEL_CACHE", Path.home() / ".cache" / "tipping" / "models"))
+THRESHOLDS = (2, 4, 6, 8)
+REWARD_SETS = ((1.2, 1.0, 0.8), (1.2, 1.0, 0.2), (1.2, 1.0, 0.6), (1.4, 1.0, 0.8), (1.8, 1.0, 0.8))
 
 
 def peak_rss_mb() -> float:
@@ -45,45 +50,85 @@ def peak_rss_mb() -> float:
     return round(sum(hwm(p.pid) for p in [me, *me.children(recursive=True)]) / 1024, 1)
 
 
-def play(policy, sampling, items, settings, batch_size: int) -> tuple[list[dict], Engine, float]:
-    engine = Engine(policy, "generate", sampling, cache=None, batch_size=batch_size, progress=False)
-    started = time.perf_counter()
-    records = engine.run(single_episodes(items, settings, seed=0))  # fresh episodes: they keep history
-    return records, engine, time.perf_counter() - started
+def episodes(args, rounds: int | None = None):
+    """Fresh episodes every time: they keep their history."""
+    if args.testbed == "single":
+        items = scenarios.load_single_items("single-test")[: args.items]
+        return single_episodes(items, SingleSettings(rounds=rounds or args.rounds, window=5), seed=0)
+    games = scenarios.load_multi_games("multi-games")[: args.games]
+    return multi_episodes(games, THRESHOLDS, REWARD_SETS[: args.reward_sets],
+                          MultiSettings(rounds=rounds or args.rounds), seed=0)
+
+
+def play(policy, args, sampling, batch_size: int, rounds: int | None = None) -> tuple[list[dict], float, float]:
+    """Records, wall seconds and CPU seconds (the machine is shared: CPU time is the steadier measure)."""
+    engine = Engine(policy, args.decision, sampling, cache=None, batch_size=batch_size, progress=False)
+    started, cpu = time.perf_counter(), time.process_time()
+    records = engine.run(episodes(args, rounds))
+    return records, time.perf_counter() - started, time.process_time() - cpu
+
+
+def compare(fast: list[dict], base: list[dict], decision: str) -> dict:
+    """The policy id names the prefill (chunked or not), so it is left out of the comparison."""
+    def strip(r):
+        return {k: v for k, v in r.items() if k != "policy"}
+
+    same = [strip(a) == strip(b) for a, b in zip(fast, base)]
+    result = {"records_identical": len(fast) == len(base) and all(same), "differing_records": same.count(False)}
+    if decision == "choice":
+        result["decisions_identical"] = [r["response"] for r in fast] == [r["response"] for r in base]
+        result["max_abs_dp"] = max(abs(a["p_deviant"] - b["p_deviant"]) for a, b in zip(fast, base))
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers")
-    parser.add_argument("--items", type=int, default=16, help="single-test items (64 = the whole split)")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--decision", choices=("choice", "generate"), default="generate")
+    parser.add_argument("--testbed", choices=("single", "multi"), default="single")
+    parser.add_argument("--items", type=int, default=64, help="single: test items (64 = the whole split)")
+    parser.add_argument("--games", type=int, default=2, help="multi: games (7 = all)")
+    parser.add_argument("--reward-sets", type=int, default=1, help="multi: reward sets (5 = all)")
+    parser.add_argument("--rounds", type=int, help="default: 6 single, 3 multi")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args()
+    args.rounds = args.rounds or (6 if args.testbed == "single" else 3)
 
     model = prepare("smollm2-135m-instruct", MODEL_CACHE / "smollm2-135m-instruct")
-    policy = load_policy(f"{args.backend}:{model}")
-    sampling = replace(policy.default_sampling, max_new_tokens=args.max_new_tokens)
-    items = scenarios.load_single_items("single-test")[: args.items]
-    settings = SingleSettings(rounds=args.rounds, window=5)
-    play(policy, replace(sampling, max_new_tokens=1), items[:1], replace(settings, rounds=1), 1)  # warm-up
+    if args.backend == "transformers":
+        from tipping.policies.hf import TransformersPolicy
 
-    batched, fast, batched_s = play(policy, sampling, items, settings, args.batch_size)
+        base_policy = TransformersPolicy(model, prefix_cache=False)
+    else:
+        base_policy = load_policy(f"vllm:{model}")
+    sampling = replace(base_policy.default_sampling, max_new_tokens=args.max_new_tokens)
+    play(base_policy, args, replace(sampling, max_new_tokens=1), 1, rounds=1)  # warm-up (no prefix cache here)
+    if args.backend == "transformers":
+        fast_policy = TransformersPolicy(model)  # after the warm-up: its prefix cache starts empty
+    else:
+        fast_policy = base_policy
+        fast_policy.llm.reset_prefix_cache()
+
+    fast, fast_s, fast_cpu = play(fast_policy, args, sampling, args.batch_size)
+    stats, rss_fast = fast_policy.prefix_cache_stats(), peak_rss_mb()
     if args.backend == "vllm":
-        policy.llm.reset_prefix_cache()  # else the second run finds the first one's prompts cached
-    sequential, _, sequential_s = play(policy, sampling, items, settings, 1)
-    rss = peak_rss_mb()
-    policy.close()
-    stats = fast.stats
+        base_policy.llm.reset_prefix_cache()  # else the second run finds the first one's prompts cached
+    base, base_s, base_cpu = play(base_policy, args, sampling, 1)
     print(json.dumps({
-        "backend": args.backend, "model": "smollm2-135m-instruct", "items": len(items), "rounds": args.rounds,
-        "turns": stats.turns, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-        "batched_s": round(batched_s, 2), "sequential_s": round(sequential_s, 2),
-        "speedup": round(sequential_s / batched_s, 2), "peak_rss_mb": rss,
-        "turns_per_s": round(stats.turns / batched_s, 3), "prompt_tokens": stats.prompt_tokens,
-        "new_tokens": stats.completion_tokens, "identical": batched == sequential,
-        "differing_records": sum(a != b for a, b in zip(batched, sequential)),
+        "backend": args.backend, "model": "smollm2-135m-instruct", "decision": args.decision, "testbed": args.testbed,
+        "grid": ({"items": args.items} if args.testbed == "single" else
+                 {"games": args.games, "thresholds": THRESHOLDS, "reward_sets": args.reward_sets, "agents": 8}),
+        "rounds": args.rounds, "turns": len(fast), "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens if args.decision == "generate" else None,
+        "fast_s": round(fast_s, 2), "baseline_s": round(base_s, 2), "speedup": round(base_s / fast_s, 2),
+        "fast_cpu_s": round(fast_cpu, 2), "baseline_cpu_s": round(base_cpu, 2), "cpu_speedup": round(base_cpu / fast_cpu, 2),
+        "peak_rss_mb_after_fast": rss_fast, "peak_rss_mb": peak_rss_mb(), "prefix_cache": stats,
+        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in fast), "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        **compare(fast, base, args.decision),
     }, indent=2))
+    for policy in {id(p): p for p in (fast_policy, base_policy)}.values():
+        policy.close()
 
 
 if __name__ == "__main__":  # vLLM starts its engine with spawn

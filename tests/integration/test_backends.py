@@ -51,7 +51,7 @@ def test_same_seed_same_text_whatever_the_batch(hf_tiny):
 def test_finished_rows_leave_the_batch_without_changing_the_others(tiny_model):
     policy = TransformersPolicy(tiny_model)  # its own: the test changes the stop tokens
     turns = make_turns(4)
-    tokens = policy._decode([policy.chat.prompt_ids(t, SHORT) for t in turns], [t.seed for t in turns], SHORT)
+    tokens = policy._decode([policy._prompt(t, SHORT) for t in turns], [t.seed for t in turns], SHORT)
     stop = tokens[0][2]
     policy.stop = policy.stop | {stop}  # row 0 now ends at its third token, while others go on
     batch = policy.generate(turns, SHORT)
@@ -69,7 +69,7 @@ def test_greedy_equals_transformers_generate(hf_tiny):
     enc = tok([hf_tiny.chat.render(t.conversation, None) for t in turns], return_tensors="pt", padding=True,
               add_special_tokens=False)
     with torch.inference_mode():
-        out = hf_tiny.model.generate(**enc, do_sample=False, max_new_tokens=16, pad_token_id=hf_tiny.pad_id)
+        out = hf_tiny.model.generate(**enc, do_sample=False, max_new_tokens=16, pad_token_id=tok.pad_token_id)
     reference = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     assert [c.text for c in ours] == reference
 

@@ -1,20 +1,29 @@
-"""The transformers backend: CPU or GPU, batched generation with left padding, seeded per turn.
+"""The transformers backend: CPU or GPU, prefix KV reuse, batched decoding, seeded per turn.
 
-Reproducibility: every turn samples from its own torch.Generator seeded with turn.seed and
-draws one uniform number per new token, so its random stream never depends on the other turns
-of its batch. Scores (forced-choice mode) are computed one turn at a time, so they are exactly
-the same floats whatever chunk a turn lands in: batched matmuls round differently for different
-batch shapes (~1e-5 on fp32 logits), which would show in the recorded P(deviant). Generated text
-does share its batch. In fp32 (the CPU default) that changes a token only when a draw falls
-within ~1e-5 of a token boundary: a turn alone and in a batch gave identical text in all our
-checks, on CPU and on a GPU. In bf16 (the GPU default) it often does not, so a resumed generate
-run on a GPU matches an uninterrupted one only where the chunks match (the Engine keeps them
+Prefill (both modes): a prompt runs in canonical chunks, each alone (batch 1, no padding) on the
+KV cache of the chunks before it; chunks end where the conversation's system prompt and earlier
+prompts end (`ChatTokenizer.chunk_ends`), so round r's prompt starts with round r-1's chunks and
+finds their KV in a trie keyed by the chunks' token ids (policies/prefix.py, LRU token budget).
+The floats of a prompt therefore depend only on the prompt: reused or recomputed (a resumed run
+starts cold), in any batch and order, they are bitwise the same, and records stay byte-identical.
+They differ from one pass over the whole prompt in the last bits (batched matmuls of other shapes
+round differently), so the prefix-cache policy has its own id (".../chunked"); in fp32 its
+P(deviant) agrees with one-pass scoring within 1e-6 (tests/integration/test_prefix_cache.py).
+`prefix_cache=False` is that one-pass per-turn path: the reference and the benchmark's baseline.
+
+Scoring: both answers continue from the prompt's KV, cropped back in between; log-probabilities
+are summed in float64. Generation: each row is prefilled alone, then the rows decode as one
+left-padded batch; every turn samples from its own torch.Generator seeded with turn.seed with
+one uniform draw per new token, so its random stream never depends on its batch. The decode
+steps do share the batch: in fp32 (the CPU default) that changes a token only when a draw falls
+within ~1e-5 of a token boundary (a turn alone and in a batch gave identical text in all our
+checks, on CPU and on a GPU); in bf16 (the GPU default) it often does, so a resumed generate run
+on a GPU matches an uninterrupted one only where the chunks match (the Engine keeps them
 aligned) or with dtype="float32".
 """
 
 from __future__ import annotations
 
-import copy
 import gc
 import hashlib
 import json
@@ -24,10 +33,15 @@ from typing import Sequence
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
 from tipping.policies.models import WEIGHT_PATTERNS, sampling_defaults, validate_model_dir
+from tipping.policies.prefix import PrefixTrie
 from tipping.testbeds.base import Turn, canonical_answer, clean_text
 
 ADAPTER_CONFIG = "adapter_config.json"
 _SENTINEL = "\x00tipping-sentinel\x00"
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def is_local(model: str) -> bool:
@@ -105,6 +119,21 @@ class ChatTokenizer:
         concatenate at the same boundary the model would generate across; capped at max_new_tokens."""
         return self.encode(canonical_answer(label) + self.end_of_turn)[: sampling.max_new_tokens]
 
+    def chunk_ends(self, turn: Turn, sampling: Sampling, prompt: list[int]) -> list[int]:
+        """Canonical chunk boundaries of a prompt (sorted, the last = len(prompt)): where the system
+        prompt and each earlier prompt of the conversation stop agreeing with it, and where this
+        prompt stops agreeing with itself rendered as a past turn. Round r's prompt usually extends
+        round r-1's, so round r-1's chunks are round r's first chunks; the common-prefix check copes
+        with BPE merges across a boundary and templates that rewrite past turns (Qwen3's <think>)."""
+        messages, think = turn.conversation, sampling.enable_thinking
+        texts = [self.render(messages[:i], think) for i, m in enumerate(messages) if m["role"] == "assistant"]
+        if messages and messages[0]["role"] == "system":
+            texts.append(self.render(messages[:1], think, add_generation_prompt=False))
+        texts.append(self.render([*messages, {"role": "assistant", "content": "x"}], think, add_generation_prompt=False))
+        ends = {len(prompt)}
+        ends.update(common_prefix(self.encode(text), prompt) for text in texts)
+        return sorted(e for e in ends if e > 0)
+
     def stop_ids(self, generation_config) -> set[int]:
         ids = {self.tok.eos_token_id}
         eos = getattr(generation_config, "eos_token_id", None)
@@ -116,7 +145,7 @@ class ChatTokenizer:
 
 class TransformersPolicy(Policy):
     def __init__(self, model: str, adapter: str | None = None, device: str = "auto", dtype: str | None = None,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, prefix_cache: bool = True, prefix_budget_tokens: int = 1 << 17):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -142,10 +171,13 @@ class TransformersPolicy(Policy):
         if adapter:
             self.model = self._with_adapter(model, str(adapter))
         self.chat = ChatTokenizer(tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop = self.chat.stop_ids(self.model.generation_config)
         self.default_sampling = sampling_defaults(self.model.config.to_dict() | {"_name_or_path": model})
-        self.id = policy_id("transformers", model, adapter, str(self.dtype).removeprefix("torch."))
+        self.prefix = PrefixTrie(prefix_budget_tokens) if prefix_cache else None
+        # chunked prefill gives other last-bit floats than one pass over the prompt: a separate identity
+        # keeps the response cache from mixing the two in one run
+        self.id = policy_id("transformers", model, adapter, str(self.dtype).removeprefix("torch."),
+                            *(["chunked"] if prefix_cache else []))
 
     def _with_adapter(self, model: str, adapter: str):
         from peft import PeftModel
@@ -168,35 +200,48 @@ class TransformersPolicy(Policy):
         completions = []
         for start in range(0, len(turns), step):
             chunk = turns[start:start + step]
-            prompts = [self.chat.prompt_ids(t, sampling) for t in chunk]
-            for prompt, tokens in zip(prompts, self._decode(prompts, [t.seed for t in chunk], sampling)):
+            prompts = [self._prompt(t, sampling) for t in chunk]
+            for (prompt, _), tokens in zip(prompts, self._decode(prompts, [t.seed for t in chunk], sampling)):
                 text = self.chat.tok.decode([t for t in tokens if t not in self.stop], skip_special_tokens=True)
                 completions.append(Completion(text, len(prompt), len(tokens), truncated=not tokens or tokens[-1] not in self.stop))
         return completions
 
-    def _decode(self, prompts: list[list[int]], seeds: list[int], s: Sampling) -> list[list[int]]:
-        """New tokens per prompt (ending with the stop token if one came): a left-padded batch with
-        a KV cache; finished rows leave the batch, so later steps cost less."""
+    def _decode(self, prompts: list[tuple[list[int], list[int]]], seeds: list[int], s: Sampling) -> list[list[int]]:
+        """New tokens per (prompt, chunk ends) (ending with the stop token if one came): each prompt
+        is prefilled alone, then the rows decode as one batch, their caches left-padded (K is stored
+        after RoPE, so padding under the mask changes nothing); finished rows leave the batch."""
         import torch
+        from transformers import DynamicCache
 
-        n, width = len(prompts), max(len(p) for p in prompts)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-        generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
-        new: list[list[int]] = [[] for _ in prompts]
-        active = list(range(n))  # rows still generating, in batch order
-        cache = None
+        n, width = len(prompts), max(len(prompt) for prompt, _ in prompts)
+        mask = torch.zeros((n, width), dtype=torch.long, device=self.device)
+        stacked, last = None, []
         with torch.inference_mode():
-            for _ in range(s.max_new_tokens):
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                 use_cache=True, logits_to_keep=1)
-                cache = out.past_key_values
-                picked = self._pick(out.logits[:, -1].float(), s, [generators[row] for row in active])
+            for row, (prompt, ends) in enumerate(prompts):
+                cache, logits = self._prefill(prompt, ends)
+                if stacked is None:
+                    stacked = [[t.new_zeros((n, t.shape[1], width, t.shape[3])) for t in (layer.keys, layer.values)]
+                               for layer in cache.layers]
+                for (keys, values), layer in zip(stacked, cache.layers):
+                    keys[row, :, width - len(prompt):] = layer.keys[0]
+                    values[row, :, width - len(prompt):] = layer.values[0]
+                mask[row, width - len(prompt):] = 1
+                last.append(logits)
+            cache = DynamicCache(config=self.model.config)
+            for (keys, values), layer in zip(stacked, cache.layers):
+                layer.update(keys, values)
+            del stacked
+            logits = torch.stack(last)
+            positions = torch.tensor([[len(prompt)] for prompt, _ in prompts], device=self.device)
+            generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
+            new: list[list[int]] = [[] for _ in prompts]
+            active = list(range(n))  # rows still generating, in batch order
+            for step in range(s.max_new_tokens):
+                if step:
+                    out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                     use_cache=True, logits_to_keep=1)
+                    logits, positions = out.logits[:, -1], positions + 1
+                picked = self._pick(logits.float(), s, [generators[row] for row in active])
                 for row, token in zip(active, picked):
                     new[row].append(token)
                 keep = [j for j, token in enumerate(picked) if token not in self.stop]
@@ -209,7 +254,6 @@ class TransformersPolicy(Policy):
                     active, picked = [active[j] for j in keep], [picked[j] for j in keep]
                 ids = torch.tensor([[token] for token in picked], device=self.device)
                 mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                positions = positions[:, -1:] + 1
         return new
 
     @staticmethod
@@ -238,25 +282,66 @@ class TransformersPolicy(Policy):
         return [self._score(t, sampling) for t in turns]
 
     def _score(self, turn: Turn, s: Sampling) -> ChoiceScores:
-        """Summed log-probabilities of both canonical answers: the prompt runs once, each answer
-        continues from its own copy of the prompt's KV cache."""
+        """Summed log-probabilities of both canonical answers: the prompt is prefilled once, each
+        answer continues from its KV cache, cropped back to the prompt before the next."""
         import torch
 
-        prompt = self.chat.prompt_ids(turn, s)
+        prompt, ends = self._prompt(turn, s)
         answers = [self.chat.answer_ids(label, s) for label in turn.options.labels()]
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True, logits_to_keep=1)
-            first = out.logits[0, -1].float().log_softmax(-1)
+            cache, last = self._prefill(prompt, ends)
+            first = last.double().log_softmax(-1)
             totals = []
             for answer in answers:
                 total = first[answer[0]].item() if answer else 0.0
                 if len(answer) > 1:
-                    rest = self.model(input_ids=torch.tensor([answer[:-1]], device=self.device),
-                                      past_key_values=copy.deepcopy(out.past_key_values), use_cache=True)
-                    logp = rest.logits[0].float().log_softmax(-1)
+                    rest = self.model(input_ids=torch.tensor([answer[:-1]], device=self.device), past_key_values=cache,
+                                      use_cache=True)
+                    cache.crop(1 - len(answer))
+                    logp = rest.logits[0].double().log_softmax(-1)
                     total += logp.gather(-1, torch.tensor(answer[1:], device=self.device)[:, None]).sum().item()
                 totals.append(total)
         return ChoiceScores(aligned=totals[0], deviant=totals[1], prompt_tokens=len(prompt))
+
+    # --- prefill -----------------------------------------------------------------------------
+
+    def _prompt(self, turn: Turn, s: Sampling) -> tuple[list[int], list[int]]:
+        """The prompt's token ids and where its chunks end (one chunk without the prefix cache)."""
+        prompt = self.chat.prompt_ids(turn, s)
+        return prompt, self.chat.chunk_ends(turn, s, prompt) if self.prefix else [len(prompt)]
+
+    def _prefill(self, prompt: list[int], ends: list[int]):
+        """The prompt's KV cache (a fresh DynamicCache the caller may extend) and its last position's
+        logits. Each chunk runs alone on the chunks before it: cached ones are copied from the trie,
+        the rest computed and added to it."""
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        path = self.prefix.walk(prompt, ends) if self.prefix else []
+        if path:
+            keys, values = torch.cat([n.keys for n in path], dim=-2), torch.cat([n.values for n in path], dim=-2)
+            for layer, k, v in zip(cache.layers, keys, values):
+                layer.update(k, v)
+        node = path[-1] if path else getattr(self.prefix, "root", None)
+        start = cached = node.end if path else 0
+        logits = node.logits if path else None
+        for end in ends[len(path):]:
+            out = self.model(input_ids=torch.tensor([prompt[start:end]], device=self.device), past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
+            logits = out.logits[0, -1]
+            if self.prefix:
+                keys, values = (torch.stack([getattr(layer, part)[..., start:end, :] for layer in cache.layers])
+                                for part in ("keys", "values"))
+                node = self.prefix.add(node, prompt[start:end], keys, values, logits)
+                path.append(node)
+            start = end
+        if self.prefix:
+            self.prefix.used(path, len(prompt), cached)
+        return cache, logits
+
+    def prefix_cache_stats(self) -> dict:
+        return dict(self.prefix.stats, held_tokens=self.prefix.held) if self.prefix else {}
 
     def close(self) -> None:
         import torch
