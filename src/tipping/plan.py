@@ -272,7 +272,7 @@ def job_resources(row: Row, attempt: int = 1) -> dict:
     """SLURM resources of one job of `row` (see the module docstring), scaled by the attempt."""
     mem_gib = HOST_BASE_GIB + 2 * weights_gib(row.model)
     minutes = STARTUP_MINUTES + 60 * row.gpu_hours / max(1, row.jobs)
-    return {"mem_mb": math.ceil(mem_gib * 1024) * attempt, "gpu": 1, "runtime": math.ceil(minutes) * attempt}
+    return {"mem_mb": math.ceil(mem_gib * GIB / 1e6) * attempt, "gpu": 1, "runtime": math.ceil(minutes) * attempt}
 
 
 def site(p: Params) -> tuple[float, dict]:
@@ -280,12 +280,12 @@ def site(p: Params) -> tuple[float, dict]:
     return p.runtime.gpu_memory_gb or 80.0, _throughput(p.runtime.throughput, "runtime.throughput")
 
 
-def profile_config(name: str) -> dict:
+def profile_config(name: str, profiles: Path = PROFILES) -> dict:
     """The `config:` overrides of Snakemake profile NAME (workflow/profiles/NAME/config.yaml), as
     snakemake applies them on top of params.yaml."""
-    path = PROFILES / name / "config.yaml"
+    path = profiles / name / "config.yaml"
     if not path.is_file():
-        known = sorted(d.name for d in PROFILES.iterdir() if (d / "config.yaml").is_file()) if PROFILES.is_dir() else []
+        known = sorted(d.name for d in profiles.iterdir() if (d / "config.yaml").is_file()) if profiles.is_dir() else []
         raise InputError(f"--profile {name}: no {path} (run from the repository root; profiles: "
                          f"{', '.join(known) or 'none'})")
     try:
