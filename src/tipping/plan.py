@@ -309,7 +309,7 @@ def estimate(p: Params, gpu_gib: float, throughput: dict = THROUGHPUT) -> dict:
         "models": {m: {**MODEL_SHAPES[m].__dict__, "kv_bytes_per_token": kv_bytes_per_token(m),
                        "weights_gib": round(weights_gib(m), 2), "size_class": size_class(m, throughput),
                        "context_used": _context(p, m)} for m in p.models},
-        "rules": [r.to_dict() for r in table],
+        "rules": [{**r.to_dict(), "job_resources": job_resources(r)} for r in table],
         "total": {"jobs": sum(r.jobs for r in table), "turns": sum(r.jobs * r.turns for r in table),
                   "prompt_tokens": [sum(r.jobs * r.prompt_tokens[i] for r in table) for i in (0, 1)],
                   "new_tokens": sum(r.jobs * r.new_tokens for r in table),
@@ -329,19 +329,22 @@ def render(plan: dict) -> str:
                      f"{m['params'] / 1e9:.2f}B params ({m['weights_gib']} GiB), context {m['context']:,} "
                      f"(used {m['context_used']:,}), KV {m['kv_bytes_per_token']:,} B/token, class {m['size_class']}")
     head = ("rule", "model", "testbed", "jobs", "turns/job", "prompt tok/job", "new tok/job<=", "KV GiB@batch",
-            "fits", "GPU-h")
+            "fits", "GPU-h", "job: mem_mb, min")
     body = [(r["rule"], r["model"], r["testbed"], str(r["jobs"]), f"{r['turns']:,}",
              f"{_n(r['prompt_tokens'][0])}-{_n(r['prompt_tokens'][1])}" if r["prompt_tokens"][1] else
              f"train {_n(r['train_tokens'])}", _n(r["new_tokens"]),
              f"{r['kv_gib']:.1f}@{r['batch']}" if r["batch"] else "", "" if r["fits"] is None else str(r["fits"]),
-             f"{r['gpu_hours']:.1f}") for r in plan["rules"]]
+             f"{r['gpu_hours']:.1f}", f"{r['job_resources']['mem_mb']}, {r['job_resources']['runtime']}")
+            for r in plan["rules"]]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     lines += ["", *("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in [head, *body])]
     t, a = plan["total"], plan["assumptions"]
     lines += ["", f"total: {t['jobs']} jobs, {t['turns']:,} turns, prompt tokens {_n(t['prompt_tokens'][0])}-"
                   f"{_n(t['prompt_tokens'][1])}, new tokens <= {_n(t['new_tokens'])}, {t['gpu_hours']:,} GPU-hours",
               f"assumed: prompt tokens = {a['prompt_tokens']} (no tokenizer); new tokens = max_new_tokens per turn; "
-              f"KV fits in {a['usable_share']:.0%} of {a['gpu_memory_gib']:g} GiB minus the weights",
+              f"KV fits in {a['usable_share']:.0%} of {a['gpu_memory_gib']:g} GiB minus the weights; a job (SLURM, "
+              f"1 GPU) asks for {HOST_BASE_GIB} GiB + twice the weights of host memory and {STARTUP_MINUTES} min + "
+              "its GPU-hours of runtime, x the attempt",
               "assumed throughput per GPU (tokens/s; training at prefill / 3): " + "; ".join(
                   f"{k}: decode {v['decode']:,}, prefill {v['prefill']:,}" for k, v in a["throughput_tokens_per_s"].items())]
     return "\n".join(lines)
