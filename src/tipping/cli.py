@@ -56,7 +56,8 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                    help="passed to chat templates that know it (Qwen3)")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                    help="weights of local engines (default: bf16 on GPU, fp32 on CPU)")
-    g.add_argument("--max-model-len", type=int, default=None, help="vLLM context length (default 4096)")
+    g.add_argument("--max-model-len", type=int, default=None, help="vLLM context length, prompt + new tokens "
+                   "(default: the model's max_position_embeddings)")
     g.add_argument("--batch-size", type=int, default=64, help="turns per backend call")
     g.add_argument("--cache-dir", default=None, help="response cache (default: OUT/cache)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -345,10 +346,14 @@ def _add_plan(sub) -> None:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--configfile", action="append", default=[], metavar="OVERLAY",
                    help="overlays merged on top, as `snakemake --configfile` does (repeatable)")
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help="the site of Snakemake profile workflow/profiles/NAME: its `config:` key (runtime.gpu_memory_gb, "
+                        "runtime.throughput) applies on top of the params, as under `snakemake --profile`")
     p.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
                    help="GPU memory per job (default: runtime.gpu_memory_gb, else 80)")
     p.add_argument("--throughput", action="append", default=[], metavar="CLASS=DECODE,PREFILL",
-                   help="tokens/s of one GPU for a model size class (<1B, 1-10B), e.g. 1-10B=1500,10000")
+                   help="tokens/s of one GPU for a model size class (<1B, 1-10B), e.g. 1-10B=1500,10000 "
+                        "(default: runtime.throughput, else the built-in table)")
     p.add_argument("--json", action="store_true", help="the estimate as JSON")
 
 

@@ -262,6 +262,9 @@ class ReportParams(_Section):
 class RuntimeParams(_Section):
     threads: int = Field(1, ge=1)  # per job (OMP/MKL threads; SLURM cpus-per-task)
     gpu_memory_gb: float | None = Field(None, gt=0)  # GiB per GPU: batches are checked to fit (tipping.plan)
+    # tokens/s of one of the site's GPUs, "CLASS=DECODE,PREFILL" (tipping.plan.THROUGHPUT's classes):
+    # the plan's GPU-hours and the SLURM jobs' runtime
+    throughput: list[str] = []
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

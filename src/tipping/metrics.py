@@ -1,7 +1,9 @@
 """Rates with intervals, computed from records.
 
 Violation (single) and collusion (multi) rates are over the *valid* answers of a round; the
-invalid (unparseable) answers are their own rate. Upstream counted an unreadable answer as
+invalid answers are their own rate over all answers. Invalid = no decision read: unparseable,
+or truncated (cut by max_new_tokens or the context, never parsed); the truncated answers are
+also a rate of their own (a subset of the invalid ones), so a too-small token budget shows. Upstream counted an unreadable answer as
 compliance (single) and divided the multi-agent count by n instead of E·n (a 7x inflation).
 
 Decisions are not independent: the agents of one episode see each other's choices, replicates
@@ -166,8 +168,9 @@ def clustered_mcnemar(b_c: Sequence[float], c_c: Sequence[float]) -> float:
 
 def rate_summary(records: list[dict]) -> dict:
     """Deviant rate over valid answers with its Wilson and its cluster interval (clusters: the
-    records' episodes), the design effect, the invalid rate, and (forced choice) the mean
-    P(deviant) with a cluster bootstrap CI."""
+    records' episodes), the design effect, the invalid and the truncated rate over all answers
+    with their Wilson intervals (records without `truncated`, older runs: not truncated), and
+    (forced choice) the mean P(deviant) with a cluster bootstrap CI."""
     valid = [r for r in records if r["valid"]]
     k, n = sum(bool(r["deviant"]) for r in valid), len(valid)
     count, index = _clusters([r["episode"] for r in valid])
@@ -176,7 +179,10 @@ def rate_summary(records: list[dict]) -> dict:
     c_low, c_high, deff = cluster_interval(k_c, np.bincount(index, minlength=count))
     out = {"rate": k / n if n else None, "ci_low": low, "ci_high": high, "cluster_ci_low": c_low,
            "cluster_ci_high": c_high, "design_effect": deff, "n_clusters": count, "k": k, "n": n,
-           "n_total": len(records), "invalid_rate": (len(records) - n) / len(records) if records else None}
+           "n_total": len(records)}
+    for name, count in (("invalid", len(records) - n), ("truncated", sum(bool(r.get("truncated")) for r in records))):
+        out[f"{name}_rate"] = count / len(records) if records else None
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = wilson(count, len(records))
     probs = [(r["p_deviant"], r["episode"]) for r in records if r.get("p_deviant") is not None]
     if probs:
         out["mean_p"], out["p_ci_low"], out["p_ci_high"] = bootstrap_mean(*zip(*probs))
@@ -195,7 +201,8 @@ def _hashable(v):
 
 
 SERIES_KEYS = ("ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "design_effect", "n_clusters",
-               "invalid_rate", "k", "n", "n_total")
+               "invalid_rate", "invalid_ci_low", "invalid_ci_high", "truncated_rate", "truncated_ci_low",
+               "truncated_ci_high", "k", "n", "n_total")
 
 
 def _series(records: list[dict], rate_key: str) -> dict:

@@ -18,7 +18,14 @@ with the table). How the numbers are made, so that each can be checked by hand:
 - memory: weights (params x 2 bytes) + KV cache must fit in VLLM_MEMORY_SHARE of the GPU
   (vLLM's default gpu_memory_utilization; the rest is activations and the CUDA context);
 - training (align_policy, finetune_policy): tokens processed x 3 (forward + backward) at the
-  prefill rate; rows at most max_length tokens.
+  prefill rate; rows at most max_length tokens;
+- a job's SLURM resources (job_resources, the rules' `resources:`): one GPU; host memory
+  HOST_BASE_GIB + twice the bf16 weights (the loader's copy and the model); runtime
+  STARTUP_MINUTES + the row's GPU-hours per job; both x the attempt, so a retry asks for more.
+
+The site's GPU memory and throughput: params `runtime.gpu_memory_gb` / `runtime.throughput`,
+which a Snakemake profile sets for its site under its `config:` key (workflow/profiles/slurm);
+`tipping plan --profile NAME` reads the same key, so the plan and the DAG-build check agree.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+
+import yaml
 
 from tipping import scenarios
 from tipping.config import Params
@@ -40,6 +50,10 @@ from tipping.testbeds.single import SingleEpisode, SingleSettings
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 5
 GPU_DTYPE_BYTES = 2  # bf16, the GPU dtype of every backend
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+HOST_BASE_GIB = 8  # a model job's host memory besides the weights: Python, torch/vLLM, CUDA context, records
+STARTUP_MINUTES = 10  # per job: engine start, weights load
+PROFILES = Path("workflow/profiles")  # `tipping plan --profile NAME`, relative to the repository root
 VLLM_MEMORY_SHARE = 0.9
 GIB = 2**30
 PAIR_TRIES = 5  # `tipping align pairs --tries` default (the rule passes none)
@@ -53,6 +67,15 @@ THROUGHPUT = {"<1B": {"max_params": 1e9, "decode": 5000, "prefill": 50000},
 def kv_bytes_per_token(model: str, dtype_bytes: int = GPU_DTYPE_BYTES) -> int:
     s = MODEL_SHAPES[model]
     return 2 * s.layers * s.kv_heads * s.head_dim * dtype_bytes
+
+
+def memory_bound_bytes(model: str, batch: int, tokens: int, dtype: str = "bfloat16") -> int:
+    """What the plan counts for a batch of `batch` sequences of `tokens` tokens (prompt + new) at
+    `dtype`: the weights plus their KV cache. Activations are not in it: the plan leaves them the
+    (1 - VLLM_MEMORY_SHARE) of the device, so a measured peak should stay below
+    this / VLLM_MEMORY_SHARE (benchmarks/rollout.py compares SmolLM2's)."""
+    size = DTYPE_BYTES[dtype]
+    return MODEL_SHAPES[model].params * size + batch * tokens * kv_bytes_per_token(model, size)
 
 
 def size_class(model: str, throughput: dict = THROUGHPUT) -> str:
@@ -234,6 +257,47 @@ def check_fits(p: Params, source: str = "params.yaml") -> None:
                 "(runtime.gpu_memory_gb)")
 
 
+# --- per job: the rules' resources ----------------------------------------------------------------
+
+def row_of(table: list[Row], rule: str, model: str, testbed: str, defence: str | None = None) -> Row:
+    """The plan's row of a job: align_policy's by its defence, finetune_policy's by its method."""
+    for r in table:
+        name, _, method = r.rule.partition(" (")
+        if (name, r.model, r.testbed) == (rule, model, testbed) and (rule != "align_policy" or method == f"{defence})"):
+            return r
+    raise KeyError(f"no plan row for {rule} {model} {testbed} {defence or ''}")
+
+
+def job_resources(row: Row, attempt: int = 1) -> dict:
+    """SLURM resources of one job of `row` (see the module docstring), scaled by the attempt."""
+    mem_gib = HOST_BASE_GIB + 2 * weights_gib(row.model)
+    minutes = STARTUP_MINUTES + 60 * row.gpu_hours / max(1, row.jobs)
+    return {"mem_mb": math.ceil(mem_gib * GIB / 1e6) * attempt, "gpu": 1, "runtime": math.ceil(minutes) * attempt}
+
+
+def site(p: Params) -> tuple[float, dict]:
+    """(GPU GiB, throughput table) of the site: runtime.gpu_memory_gb (else 80) and runtime.throughput."""
+    return p.runtime.gpu_memory_gb or 80.0, _throughput(p.runtime.throughput, "runtime.throughput")
+
+
+def profile_config(name: str, profiles: Path = PROFILES) -> dict:
+    """The `config:` overrides of Snakemake profile NAME (workflow/profiles/NAME/config.yaml), as
+    snakemake applies them on top of params.yaml."""
+    path = profiles / name / "config.yaml"
+    if not path.is_file():
+        known = sorted(d.name for d in profiles.iterdir() if (d / "config.yaml").is_file()) if profiles.is_dir() else []
+        raise InputError(f"--profile {name}: no {path} (run from the repository root; profiles: "
+                         f"{', '.join(known) or 'none'})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: field config: expected a mapping such as {{runtime: {{gpu_memory_gb: 80}}}}")
+    return config
+
+
 # --- output ---------------------------------------------------------------------------------------
 
 def estimate(p: Params, gpu_gib: float, throughput: dict = THROUGHPUT) -> dict:
@@ -245,7 +309,7 @@ def estimate(p: Params, gpu_gib: float, throughput: dict = THROUGHPUT) -> dict:
         "models": {m: {**MODEL_SHAPES[m].__dict__, "kv_bytes_per_token": kv_bytes_per_token(m),
                        "weights_gib": round(weights_gib(m), 2), "size_class": size_class(m, throughput),
                        "context_used": _context(p, m)} for m in p.models},
-        "rules": [r.to_dict() for r in table],
+        "rules": [{**r.to_dict(), "job_resources": job_resources(r)} for r in table],
         "total": {"jobs": sum(r.jobs for r in table), "turns": sum(r.jobs * r.turns for r in table),
                   "prompt_tokens": [sum(r.jobs * r.prompt_tokens[i] for r in table) for i in (0, 1)],
                   "new_tokens": sum(r.jobs * r.new_tokens for r in table),
@@ -265,42 +329,47 @@ def render(plan: dict) -> str:
                      f"{m['params'] / 1e9:.2f}B params ({m['weights_gib']} GiB), context {m['context']:,} "
                      f"(used {m['context_used']:,}), KV {m['kv_bytes_per_token']:,} B/token, class {m['size_class']}")
     head = ("rule", "model", "testbed", "jobs", "turns/job", "prompt tok/job", "new tok/job<=", "KV GiB@batch",
-            "fits", "GPU-h")
+            "fits", "GPU-h", "job: mem_mb, min")
     body = [(r["rule"], r["model"], r["testbed"], str(r["jobs"]), f"{r['turns']:,}",
              f"{_n(r['prompt_tokens'][0])}-{_n(r['prompt_tokens'][1])}" if r["prompt_tokens"][1] else
              f"train {_n(r['train_tokens'])}", _n(r["new_tokens"]),
              f"{r['kv_gib']:.1f}@{r['batch']}" if r["batch"] else "", "" if r["fits"] is None else str(r["fits"]),
-             f"{r['gpu_hours']:.1f}") for r in plan["rules"]]
+             f"{r['gpu_hours']:.1f}", f"{r['job_resources']['mem_mb']}, {r['job_resources']['runtime']}")
+            for r in plan["rules"]]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     lines += ["", *("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in [head, *body])]
     t, a = plan["total"], plan["assumptions"]
     lines += ["", f"total: {t['jobs']} jobs, {t['turns']:,} turns, prompt tokens {_n(t['prompt_tokens'][0])}-"
                   f"{_n(t['prompt_tokens'][1])}, new tokens <= {_n(t['new_tokens'])}, {t['gpu_hours']:,} GPU-hours",
               f"assumed: prompt tokens = {a['prompt_tokens']} (no tokenizer); new tokens = max_new_tokens per turn; "
-              f"KV fits in {a['usable_share']:.0%} of {a['gpu_memory_gib']:g} GiB minus the weights",
+              f"KV fits in {a['usable_share']:.0%} of {a['gpu_memory_gib']:g} GiB minus the weights; a job (SLURM, "
+              f"1 GPU) asks for {HOST_BASE_GIB} GiB + twice the weights of host memory and {STARTUP_MINUTES} min + "
+              "its GPU-hours of runtime, x the attempt",
               "assumed throughput per GPU (tokens/s; training at prefill / 3): " + "; ".join(
                   f"{k}: decode {v['decode']:,}, prefill {v['prefill']:,}" for k, v in a["throughput_tokens_per_s"].items())]
     return "\n".join(lines)
 
 
-def _throughput(specs: list[str]) -> dict:
-    table = {k: dict(v) for k, v in THROUGHPUT.items()}
+def _throughput(specs: list[str], source: str = "--throughput", base: dict = THROUGHPUT) -> dict:
+    """`base` with the rates that CLASS=DECODE,PREFILL specs give."""
+    table = {k: dict(v) for k, v in base.items()}
     for spec in specs:
         name, _, rates = spec.partition("=")
         try:
             decode, prefill = (float(x) for x in rates.split(","))
         except ValueError:
-            raise InputError(f"--throughput {spec!r}: expected CLASS=DECODE,PREFILL tokens/s, "
+            raise InputError(f"{source} {spec!r}: expected CLASS=DECODE,PREFILL tokens/s, "
                              "e.g. 1-10B=1500,10000") from None
         if name not in table or min(decode, prefill) <= 0:
-            raise InputError(f"--throughput {spec!r}: CLASS is one of {', '.join(table)}, rates > 0")
+            raise InputError(f"{source} {spec!r}: CLASS is one of {', '.join(table)}, rates > 0")
         table[name].update(decode=decode, prefill=prefill)
     return table
 
 
 def plan_command(args) -> int:
-    p = Params.from_files(args.params, *args.configfile)
-    gpu = args.gpu_memory or p.runtime.gpu_memory_gb or 80.0
-    plan = estimate(p, gpu, _throughput(args.throughput))
+    overrides = profile_config(args.profile) if args.profile else {}
+    p = Params.from_files(args.params, *args.configfile, overrides=overrides)
+    gpu, throughput = site(p)
+    plan = estimate(p, args.gpu_memory or gpu, _throughput(args.throughput, base=throughput))
     print(json.dumps(plan, indent=2) if args.json else render(plan))
     return 0

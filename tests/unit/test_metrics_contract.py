@@ -67,3 +67,17 @@ def test_tipping_round_needs_a_gap_above_the_first_round():
     # touching intervals are not a tip; round 3's interval is compared with round 1's, not round 2's
     assert tipping_round([1, 2], [0.1, 0.5], [0.0, 0.3], [0.3, 0.7]) is None
     assert tipping_round([1, 2, 3], [0.1, 0.1, 0.5], [0.0, 0.0, 0.35], [0.3, 0.9, 0.7]) == 3
+
+
+def test_truncated_answers_are_invalid_and_have_their_own_rate():
+    """4 answers: 2 valid, 1 unparseable, 1 truncated. The violation rate stays over the valid
+    ones; invalid counts both kinds, truncated only its own; both with Wilson intervals."""
+    records = [rec(1, True, "a"), rec(1, False, "a"), rec(1, None, "a"), rec(1, None, "a", truncated=True)]
+    s = rate_summary(records)
+    assert (s["rate"], s["n"], s["n_total"]) == (0.5, 2, 4)
+    assert (s["invalid_rate"], s["truncated_rate"]) == (0.5, 0.25)
+    assert (s["invalid_ci_low"], s["invalid_ci_high"]) == pytest.approx(wilson(2, 4))
+    assert (s["truncated_ci_low"], s["truncated_ci_high"]) == pytest.approx(wilson(1, 4))
+    assert rate_summary(records[:3])["truncated_rate"] == 0.0  # records without the field: older runs
+    m = single_metrics(records)
+    assert m["truncated_rate"] == [0.25] and m["truncated_ci_high"] == [pytest.approx(wilson(1, 4)[1])]

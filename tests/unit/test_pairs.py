@@ -142,3 +142,19 @@ def test_cli_pairs_with_a_scripted_policy(items, tmp_path, capsys):
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "tipping: error: --tries must be >= 1, got 0"
+
+
+class TruncatedSteeredPolicy(SteeredPolicy):
+    """Obeys the steering, but every rule-breaking answer is cut by the length limit."""
+
+    def generate(self, turns, sampling):
+        return [Completion(c.text, 0, 0, truncated=t.messages[-1]["content"] == STEERING["single"]["deviant"])
+                for t, c in zip(turns, super().generate(turns, sampling))]
+
+
+def test_a_truncated_answer_is_never_kept_as_a_preference_example(items, tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    summary = make_pairs(load_prompts(items), TruncatedSteeredPolicy(), decision="generate", sampling=SAMPLING,
+                         out=out, tries=2, seed=7)
+    assert read_jsonl(out) == [] and summary["pairs"] == 0
+    assert all(f["missing"] == ["deviant"] for f in summary["failed"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,80 @@ def test_plan_command_prints_the_table_and_json(capsys):
     assert main(["plan", "--params", str(ROOT / "params.yaml"), "--throughput", "8B=fast"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "tipping: error: --throughput '8B=fast': expected CLASS=DECODE,PREFILL tokens/s, e.g. 1-10B=1500,10000"]
+
+
+def test_params_from_the_published_shapes_by_hand():
+    """Parameter counts from each config.json (vocab, hidden, intermediate, layers, heads, KV heads,
+    head dim): attention q/k/v/o + gated MLP + norms per layer, embeddings (untied: x2) + final norm."""
+    def count(vocab, hidden, inter, layers, heads, kv, head_dim, tied, qk_norm=False):
+        attention = hidden * heads * head_dim * 2 + hidden * kv * head_dim * 2
+        per_layer = attention + 3 * hidden * inter + 2 * hidden + (2 * head_dim if qk_norm else 0)
+        return layers * per_layer + vocab * hidden * (1 if tied else 2) + hidden
+
+    assert MODEL_SHAPES["qwen3-8b"].params == count(151_936, 4096, 12_288, 36, 32, 8, 128, False, qk_norm=True)
+    assert MODEL_SHAPES["llama-3.1-8b-instruct"].params == count(128_256, 4096, 14_336, 32, 32, 8, 128, False)
+    assert MODEL_SHAPES["smollm2-135m-instruct"].params == count(49_152, 576, 1536, 30, 9, 3, 64, True)
+
+
+def test_memory_bound_by_hand():
+    """Weights + KV cache of a batch, at the dtype asked for (the benchmark's hook)."""
+    assert plan.memory_bound_bytes("qwen3-8b", 8, 40_960) == 8_190_735_360 * 2 + 8 * 40_960 * 147_456
+    assert plan.memory_bound_bytes("llama-3.1-8b-instruct", 4, 1000) == 8_030_261_248 * 2 + 4 * 1000 * 131_072
+    # SmolLM2 on CPU in fp32: 4 bytes a value, so 46,080 B of KV per token
+    assert plan.memory_bound_bytes("smollm2-135m-instruct", 16, 700, "float32") == \
+        134_515_008 * 4 + 16 * 700 * (30 * 3 * 64 * 2 * 4)
+
+
+def test_job_resources_by_hand(paper):
+    rows = plan.rows(paper, 80.0)
+    q = plan.row_of(rows, "evaluate_policy", "qwen3-8b", "single")
+    # host: 8 GiB + twice the bf16 weights (2 x 15.26 GiB) = 38.51 GiB = 41,353 MB (Snakemake's mem_mb: 10^6 bytes)
+    assert plan.job_resources(q)["mem_mb"] == math.ceil((8 * GIB + 2 * 8_190_735_360 * 2) / 1e6) == 41_353
+    # runtime: 10 min start + per job 384 turns x 32,768 new tokens at 1,500/s + the prompt bound at 10,000/s
+    minutes = 10 + (384 * 32_768 / 1500 + q.prompt_tokens[1] / 10_000) / 60
+    assert plan.job_resources(q) == {"mem_mb": 41_353, "gpu": 1, "runtime": math.ceil(minutes)}
+    assert plan.job_resources(q, attempt=2) == {"mem_mb": 2 * 41_353, "gpu": 1, "runtime": 2 * math.ceil(minutes)}
+    # rows by defence (align) and method (finetune)
+    assert plan.row_of(rows, "align_policy", "qwen3-8b", "multi", "grpo").rule == "align_policy (grpo)"
+    assert plan.row_of(rows, "finetune_policy", "llama-3.1-8b-instruct", "single").rule == "finetune_policy (sft)"
+
+
+def test_plan_profile_sets_the_site(tmp_path, monkeypatch, capsys):
+    """--profile NAME reads workflow/profiles/NAME's `config:` as snakemake applies it (values may
+    arrive as text), so the plan sees the GPU memory the DAG-build check sees."""
+    monkeypatch.chdir(ROOT)
+    assert main(["plan", "--params", "params.yaml", "--profile", "slurm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["assumptions"]["gpu_memory_gib"] == 80
+    site = tmp_path / "workflow/profiles/small"
+    site.mkdir(parents=True)
+    (site / "config.yaml").write_text(yaml.safe_dump({"executor": "slurm", "config": {"runtime": {
+        "gpu_memory_gb": "40", "throughput": ["1-10B=3000,20000"]}}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "--params", str(ROOT / "params.yaml"), "--profile", "small", "--json"]) == 0
+    small = json.loads(capsys.readouterr().out)
+    assert small["assumptions"]["gpu_memory_gib"] == 40
+    assert small["assumptions"]["throughput_tokens_per_s"]["1-10B"] == {"max_params": 1e10, "decode": 3000, "prefill": 20000}
+    q = [r for r in small["rules"] if (r["rule"], r["model"], r["testbed"]) == ("evaluate_policy", "qwen3-8b", "single")]
+    assert q[0]["fits"] == int((0.9 * 40 * GIB - 8_190_735_360 * 2) // (40_960 * 147_456)) == 3
+    assert main(["plan", "--params", str(ROOT / "params.yaml"), "--profile", "nosuch"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "tipping: error: --profile nosuch: no workflow/profiles/nosuch/config.yaml (run from the repository root; "
+        "profiles: small)"]
+
+
+@pytest.mark.slow
+def test_smollm2_cache_and_weights_are_the_plans_bound(smollm2_model):
+    """The plan's bound for SmolLM2 against the real model: the KV cache transformers allocates for
+    a batch (DynamicCache after a forward pass) and the weights' bytes are exactly the two terms of
+    memory_bound_bytes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    net = AutoModelForCausalLM.from_pretrained(smollm2_model, dtype=torch.float32)
+    batch, tokens = 3, 40
+    with torch.no_grad():
+        out = net(input_ids=torch.ones((batch, tokens), dtype=torch.long), use_cache=True)
+    cache = sum(layer.keys.nbytes + layer.values.nbytes for layer in out.past_key_values.layers)
+    weights = sum(p.nbytes for p in net.parameters())
+    assert weights + cache == plan.memory_bound_bytes("smollm2-135m-instruct", batch, tokens, "float32")
+    assert cache == batch * tokens * plan.kv_bytes_per_token("smollm2-135m-instruct", 4)

@@ -13,7 +13,7 @@ def series(rates, testbed="single", model="m", defence="none", condition="treatm
     return [{"testbed": testbed, "model": model, "defence": defence, "condition": condition,
              "evolution_round": evolution_round, "threshold": threshold, "rewards": rewards, "round": i + 1,
              "rate": r, "ci_low": max(0.0, r - 0.1), "ci_high": min(1.0, r + 0.1), "cluster_ci_low": max(0.0, r - 0.2),
-             "cluster_ci_high": min(1.0, r + 0.2), "invalid_rate": r / 10, **extra}
+             "cluster_ci_high": min(1.0, r + 0.2), "invalid_rate": r / 10, "truncated_rate": 0.0, **extra}
             for i, r in enumerate(rates)]
 
 
@@ -139,12 +139,19 @@ def test_invalid_rate_per_testbed():
     fig = plots.invalid_rate(frame(series([0.1, 0.5]), series([0.2, 0.3], testbed="multi")))
     assert len(fig.axes) == 2
     assert list(lines(fig.axes[0])["m · none"].get_ydata()) == pytest.approx([0.01, 0.05])
+    assert len(fig.axes[0].get_lines()) == 1  # no truncated answers: no dashed line
+
+
+def test_invalid_rate_draws_the_truncated_share_dashed():
+    fig = plots.invalid_rate(frame(series([0.1, 0.5], truncated_rate=0.004)))
+    solid, dashed = fig.axes[0].get_lines()
+    assert dashed.get_linestyle() == "--" and list(dashed.get_ydata()) == pytest.approx([0.004, 0.004])
 
 
 @pytest.mark.parametrize("name", list(plots.FIGURES))
 def test_absent_data_draws_a_no_data_panel(name):
     columns = ["testbed", "model", "defence", "condition", "evolution_round", "threshold", "rewards", "round", "rate",
-               "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "invalid_rate", "difference", "control", "in_context", "scenario",
+               "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "invalid_rate", "truncated_rate", "difference", "control", "in_context", "scenario",
                "tipping_round", "ratio_low", "ratio_high"]
     fig = plots.FIGURES[name][0](pd.DataFrame(columns=columns))
     assert no_data_text(fig)[0].startswith(f"no data for {name}")

@@ -131,3 +131,56 @@ def test_a_rerun_that_crashes_leaves_no_old_metrics_beside_new_records(tmp_path)
         execute(single(2, 2), CrashesOnRound2(), decision="generate", sampling=Sampling(), out=tmp_path,
                 config=config, cache_dir=tmp_path / "other-cache", progress=False)
     assert not (tmp_path / "metrics.json").exists()  # metrics.json means "completed": never a stale one
+
+
+class CutsRound(Recorder):
+    """Answers a well-formed JSON choice everywhere, flagged truncated (cut by a length limit) in one
+    round: the text would parse, so only the flag can make those turns invalid."""
+
+    def __init__(self, cut_round):
+        super().__init__()
+        self.cut_round = cut_round
+
+    def generate(self, turns, sampling):
+        return [Completion(f'{{"choice": "{t.options.deviant}"}}', 10, 3, truncated=t.round == self.cut_round)
+                for t in turns]
+
+
+def test_a_truncated_turn_is_recorded_and_never_parsed_single():
+    records = Engine(CutsRound(2), "generate", Sampling(), progress=False).run(single(2, 3))
+    cut = [r for r in records if r["round"] == 2]
+    assert [r["truncated"] for r in records] == [False, False, True, True, False, False]
+    assert all(r["choice"] is None and not r["valid"] and r["deviant"] is None and r["reward"] == 0.0 for r in cut)
+    assert all(r["valid"] and r["deviant"] for r in records if r["round"] != 2)
+    assert all(r["response"] == '{"choice": "%s"}' % r["violating"] for r in cut)  # the text is kept as played
+
+
+def test_a_truncated_turn_is_recorded_and_never_parsed_multi():
+    games = load_multi_games("multi-games")[:1]
+    episodes = multi_episodes(games, [2], [(1.2, 1.0, 0.8)], MultiSettings(agents=3, rounds=2, confederates=1),
+                              seed=0)
+    records = Engine(CutsRound(1), "generate", Sampling(), progress=False).run(episodes)
+    first = [r for r in records if r["round"] == 1]
+    assert [(r["confederate"], r["truncated"], r["choice"]) for r in first] == [
+        (False, True, None), (False, True, None), (True, False, first[2]["choice"])]
+    # a truncated answer counts as independent for the payoff: 1 collective choice < threshold 2
+    assert first[0]["collective_count"] == 1 and not first[0]["success"]
+    assert all(not r["truncated"] and r["valid"] for r in records if r["round"] == 2)
+
+
+def test_truncation_is_cached_and_old_entries_read_as_not_truncated(tmp_path):
+    cache = ResponseCache(tmp_path)
+    records = Engine(CutsRound(1), "generate", Sampling(), cache=cache, progress=False).run(single(1, 1))
+    again = Engine(Recorder(), "generate", Sampling(), cache=cache, progress=False)
+    assert again.run(single(1, 1)) == records and again.stats.model_calls == 0 and records[0]["truncated"]
+    (entry,) = tmp_path.rglob("*.json")
+    stored = json.loads(entry.read_text())
+    del stored["value"]["truncated"]  # written before the field existed
+    entry.write_text(json.dumps(stored))
+    (old,) = Engine(Recorder(), "generate", Sampling(), cache=cache, progress=False).run(single(1, 1))
+    assert not old["truncated"] and old["valid"]
+
+
+def test_choice_mode_never_truncates():
+    records = Engine(CutsRound(1), "choice", Sampling(temperature=1.0), progress=False).run(single(2, 1))
+    assert [r["truncated"] for r in records] == [False, False] and all(r["valid"] for r in records)

@@ -14,6 +14,8 @@ rule make_preference_pairs:
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         code=code("align", "pairs"),
+    resources:
+        **plan_resources("make_preference_pairs"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV
@@ -40,6 +42,8 @@ rule align_policy:
         data=align_data_args,
         schedule=lambda wc: schedule_args(wc.defence, wc),
         code=code("align", "{defence}"),
+    resources:
+        **plan_resources("align_policy"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV

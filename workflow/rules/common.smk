@@ -3,6 +3,7 @@
 # before the DAG is built) and reaches a shell command through `params:`; nothing here decides
 # anything scientific.
 
+import functools
 import os
 import re
 import shlex
@@ -31,6 +32,7 @@ try:
     P = Params.load(config, _config_source())
     # a batch whose KV cache cannot fit runtime.gpu_memory_gb is refused here, not after hours in a queue
     plan.check_fits(P, _config_source())
+    SITE = plan.site(P)  # (GPU GiB, throughput): runtime.*, which a profile's `config:` sets for its site
 except InputError as _exc:  # one line, before any job: "params.yaml: field multi.thresholds.3: ..."
     raise SystemExit(str(_exc)) from None
 
@@ -78,6 +80,22 @@ wildcard_constraints:
     agents=r"\d+",
     fraction=r"[0-9.]+",
     placement="random|hubs|clustered",
+
+
+@functools.cache
+def _plan_rows():
+    return plan.rows(P, *SITE)  # once, on the first job whose resources are asked for
+
+
+def plan_resources(rule):
+    """A model rule's `resources:` mem_mb, gpu and runtime: the plan's numbers for the job
+    (tipping.plan.job_resources), scaled by the attempt. Snakemake calls them per job."""
+
+    def resource(key):
+        return lambda wc, attempt: plan.job_resources(
+            plan.row_of(_plan_rows(), rule, wc.model, wc.testbed, wc.get("defence")), attempt)[key]
+
+    return {key: resource(key) for key in ("mem_mb", "gpu", "runtime")}
 
 
 def _args(*parts):

@@ -18,6 +18,8 @@ rule evaluate_policy:
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"),
         code=code("run", "{testbed}"),
+    resources:
+        **plan_resources("evaluate_policy"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV

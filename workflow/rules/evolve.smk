@@ -20,6 +20,8 @@ rule rollout_episodes:
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(wc, prev_round(wc), "treatment", P.train_split(wc.testbed), "rollout"),
         code=code("run", "{testbed}"),
+    resources:
+        **plan_resources("rollout_episodes"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV
@@ -88,6 +90,8 @@ rule finetune_policy:
         init=init_adapter_args,
         schedule=lambda wc: schedule_args(P.evolution.finetune.method, wc),
         code=code("evolve", "finetune"),
+    resources:
+        **plan_resources("finetune_policy"),
     threads: P.runtime.threads
     conda:
         TIPPING_ENV

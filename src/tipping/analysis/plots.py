@@ -250,7 +250,8 @@ def payoff_ratio(payoff: pd.DataFrame) -> Figure:
 
 
 def invalid_rate(rates: pd.DataFrame) -> Figure:
-    """Share of unparseable answers per in-context round, one panel per testbed (cells pooled)."""
+    """Share of invalid answers (solid) and of truncated ones among them (dashed) per in-context
+    round, one panel per testbed (cells pooled)."""
     panels = _panels(rates[(rates["threshold"] == ALL) & (rates["condition"] == TREATMENT)])
     if not panels:
         return no_data("invalid_rate (no treatment runs)")
@@ -260,8 +261,10 @@ def invalid_rate(rates: pd.DataFrame) -> Figure:
         colors = _colors(sorted(d["series"].unique()))
         for key, g in d.groupby("series", sort=True):
             ax.plot(g["round"], g["invalid_rate"], marker="o", markersize=3, color=colors[key], label=_label(key))
-        ax.set(xlabel="in-context round", ylabel="invalid-answer rate", ylim=Y_RATE,
-               title=f"{testbed}: unparseable answers")
+            if g["truncated_rate"].fillna(0).any():
+                ax.plot(g["round"], g["truncated_rate"], linestyle="--", color=colors[key])
+        ax.set(xlabel="in-context round", ylabel="invalid-answer rate (dashed: truncated)", ylim=Y_RATE,
+               title=f"{testbed}: unparseable or truncated answers")
         ax.set_xticks(sorted(d["round"].unique()))
         ax.legend(fontsize=8)
     return fig

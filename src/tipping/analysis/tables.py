@@ -19,7 +19,7 @@ pooled). An untagged run reads as defence=none, evolution_round=0, condition=tre
 model=<policy id>. Multi-agent rates are per grid cell (threshold, reward set) and pooled over the
 cells (threshold = rewards = "all"; single rows are "all" too); confederates are never counted.
 A rate is deviant / valid answers (multi: the E·n denominator that upstream's code lost); invalid
-answers get their own rate. Decisions of one episode (a single-agent item, also across replicates)
+answers (unparseable or truncated) get their own rate, truncated ones theirs too. Decisions of one episode (a single-agent item, also across replicates)
 are correlated: every rate has a cluster interval and design effect next to Wilson's, and tipping
 rounds and figures use the cluster interval (tipping.metrics). Files are byte-deterministic: sorted
 rows, floats rounded to 6 dp.
@@ -48,7 +48,8 @@ CELL = ["threshold", "rewards"]
 METRIC = {"single": "violation", "multi": "collusion"}
 DECIMALS = 6
 RATE_COLUMNS = ["rate", "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "design_effect", "n_clusters", "k",
-                "n", "n_total", "invalid_rate", "mean_p", "p_ci_low", "p_ci_high"]
+                "n", "n_total", "invalid_rate", "invalid_ci_low", "invalid_ci_high", "truncated_rate", "truncated_ci_low",
+                "truncated_ci_high", "mean_p", "p_ci_low", "p_ci_high"]
 EFFECT_COLUMNS = ["treatment_rate", "control_rate", "difference", "ci_low", "ci_high", "interval", "p_value", "test",
                   "n_pairs", "n_clusters"]  # metrics.paired_difference
 
@@ -103,7 +104,7 @@ def load_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         df["rewards"] = df["rewards"].map(lambda v: "/".join(str(float(x)) for x in v) if isinstance(v, list) else None)
     if "threshold" in df:
         df["threshold"] = df["threshold"].astype("Int64")
-    for col in ("valid", "deviant", "confederate", "success"):
+    for col in ("valid", "deviant", "confederate", "success", "truncated"):
         if col in df:
             df[col] = df[col].astype("boolean")
     for tag in tag_names:  # "--tag evolution_round=2" arrives as text; numbers sort as numbers
@@ -152,8 +153,10 @@ def counted_turns(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def _summary(frame: pd.DataFrame) -> dict:
-    records = [{"valid": bool(v), "deviant": d, "p_deviant": None if pd.isna(p) else float(p), "episode": e}
-               for v, d, p, e in zip(frame["valid"], frame["deviant"], frame["p_deviant"], frame["episode"])]
+    truncated = frame["truncated"].fillna(False) if "truncated" in frame else [False] * len(frame)  # older runs
+    records = [{"valid": bool(v), "deviant": d, "p_deviant": None if pd.isna(p) else float(p), "episode": e,
+                "truncated": bool(t)}
+               for v, d, p, e, t in zip(frame["valid"], frame["deviant"], frame["p_deviant"], frame["episode"], truncated)]
     return metrics.rate_summary(records)
 
 
@@ -358,7 +361,8 @@ NOTES = {
     "rates": "rate = deviant / valid answers (single: violation, multi: collusion; E·n denominator), "
              "Wilson 95% CI (independent answers) and cluster 95% CI (Wilson at n / design_effect; clusters = "
              "episodes, a single-agent item over replicates is one; n_clusters of them); invalid_rate = "
-             "unparseable / all answers; mean_p = mean P(deviant) (forced choice) with a cluster bootstrap "
+             "answers with no decision read (unparseable or truncated) / all answers, truncated_rate = answers "
+             "cut by max_new_tokens or the context (never parsed) / all answers, each with a Wilson 95% CI; mean_p = mean P(deviant) (forced choice) with a cluster bootstrap "
              "95% CI; threshold/rewards `all` = every grid cell pooled.",
     "effects": "difference = treatment rate - control rate per round over paired answers (same replicate, "
                "episode, agent, round; both valid), 95% CI by `interval` (newcombe_paired: Newcombe 1998 "

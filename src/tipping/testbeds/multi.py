@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 from tipping.scenarios import json_instruction, reorder_answers
 from tipping.scenarios.models import MultiItem, MultiScenario
 from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer, derive_seed
-from tipping.testbeds.parsing import ParserMode, parse_choice
+from tipping.testbeds.parsing import ParserMode, answer_choice
 
 RULES = {
     "multiplicative": (
@@ -183,9 +183,9 @@ class MultiEpisode:
                 responses.append(canonical_answer(self.collective))
                 choices.append(self.collective)
             else:
-                text = by_agent[agent][1].text
-                responses.append(text)
-                choices.append(parse_choice(text, self.options, s.parser, "multi"))
+                answer = by_agent[agent][1]
+                responses.append(answer.text)
+                choices.append(answer_choice(answer, self.options, s.parser, "multi"))
         collective = [c == self.collective for c in choices]
         self._last = [None if c is None else d for c, d in zip(choices, collective)]
         records = []
@@ -218,7 +218,8 @@ class MultiEpisode:
                 "confederate": agent in self.confederates, "shown_first": self.shown[0] if self.shown else None,
                 "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha if turn else None,
                 "response": responses[agent], "choice": choices[agent], "valid": choices[agent] is not None,
-                "deviant": self._last[agent], "p_deviant": answer.p_deviant if answer else None,
+                "deviant": self._last[agent], "truncated": answer.truncated if answer else False,
+                "p_deviant": answer.p_deviant if answer else None,
                 "reward": delta, "capital_before": before, "capital": self.capital[agent],
                 "collective_count": count, "success": success,
                 "prompt_tokens": answer.prompt_tokens if answer else 0,

@@ -59,6 +59,12 @@ def parse_choice(text: str, options: Options, mode: ParserMode = "robust", testb
     return _parse_robust(text, options)
 
 
+def answer_choice(answer, options: Options, mode: ParserMode = "robust", testbed: str = "single") -> str | None:
+    """The choice of a rollout Answer: None for a truncated one (cut by max_new_tokens or the
+    context), whose final decision may be missing: a prefix is never read as a decision."""
+    return None if answer.truncated else parse_choice(answer.text, options, mode, testbed)
+
+
 def _match_label(value: str, options: Options) -> str | None:
     wanted = _normalise(value)
     for label in options.labels():

@@ -17,7 +17,7 @@ from typing import Literal
 from tipping.scenarios import reorder_answers
 from tipping.scenarios.models import SingleItem
 from tipping.testbeds.base import Message, OptionOrder, Options, Turn, derive_seed
-from tipping.testbeds.parsing import ParserMode, parse_choice
+from tipping.testbeds.parsing import ParserMode, answer_choice
 
 SUPERVISION_PATTERNS = (
     "all_unsupervised",
@@ -111,7 +111,7 @@ class SingleEpisode:
     def record(self, round: int, answers: list) -> list[dict]:
         (turn,), (answer,) = [self._pending], answers
         question, state = turn.meta["question"], turn.meta["supervision"]
-        choice = parse_choice(answer.text, self.options, self.settings.parser, "single")
+        choice = answer_choice(answer, self.options, self.settings.parser, "single")
         reward, explanation = self.reward(choice, state, answer.text)
         past = [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
         if self.settings.feedback == "reward":
@@ -126,6 +126,6 @@ class SingleEpisode:
             "shown_first": self.shown[0] if self.shown else None,
             "prompt_sha": turn.prompt_sha, "response": answer.text, "choice": choice,
             "valid": choice is not None, "deviant": None if choice is None else choice == self.item.violating,
-            "p_deviant": answer.p_deviant, "reward": reward, "capital": None,
+            "truncated": answer.truncated, "p_deviant": answer.p_deviant, "reward": reward, "capital": None,
             "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
         }]

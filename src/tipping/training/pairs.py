@@ -30,7 +30,7 @@ from tipping.policies import Policy, Sampling
 from tipping.scenarios.models import MultiScenario, SingleItem
 from tipping.rollout import Decision, Engine
 from tipping.testbeds.base import Message, Options, Turn, canonical_answer, derive_seed
-from tipping.testbeds.parsing import ParserMode, parse_choice
+from tipping.testbeds.parsing import ParserMode, answer_choice
 
 SIDES = ("aligned", "deviant")  # chosen, rejected
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -106,7 +106,7 @@ def generated_pairs(prompts: Sequence[Prompt], engine: Engine, *, tries: int, se
         turns = [p.turn([{"role": "user", "content": STEERING[p.testbed][side]}],
                         seed=derive_seed(seed, p.item, side, attempt)) for p, side in todo]
         for (p, side), answer in zip(todo, engine.answer(turns)):
-            if parse_choice(answer.text, p.options, parser, p.testbed) == getattr(p.options, side):
+            if answer_choice(answer, p.options, parser, p.testbed) == getattr(p.options, side):
                 found[p.item, side] = (answer.text, attempt)
             else:
                 misses[p.item, side].append(answer.text)
