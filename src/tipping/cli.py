@@ -328,7 +328,7 @@ def _add_population(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="response JSON")
     _add_policy_options(p)
-    r = _command(pop, "report", "tipping.analysis.population:report_command",
+    r = _command(pop, "report", "tipping.analysis.population_plots:report_command",
                  "population run folders -> adoption per round (overall, by degree), per-episode summaries, the "
                  "adoption curve with the critical mass, the mean-field prediction, figures")
     r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="finished `tipping run population` folders")

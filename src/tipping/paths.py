@@ -23,7 +23,7 @@ No timestamps: the same parameters always name the same files.
     {root}/population/{model}/{network}/n{agents}/f{fraction}/{placement}/s{seed}/   population_run (a run
                                                           folder + network.edgelist)
     {root}/population/{model}/response.json                        population_probe
-    {root}/population/{model}/report/summary.json (+ tables, figures)  population_report
+    {root}/population/{model}/report/ (summary.json, tables, figures)  population_report
     {root}/tables/{TABLE_FILES}                                     aggregate
     {root}/figures/{figure}.png|.pdf                                plot_figure
     {root}/viewer/index.html                                        build_viewer
@@ -136,9 +136,10 @@ def population_probe(root: str, model: str = M) -> str:
     return f"{root}/population/{model}/response.json"
 
 
-def population_summary(root: str, model: str = M) -> str:
-    """The report's summary.json (the folder also holds its tables and figures)."""
-    return f"{root}/population/{model}/report/summary.json"
+def population_report(root: str, model: str = M) -> str:
+    """The report folder: its tables, summary.json and figures depend on the grid (a prediction with
+    a response, per-group tables for mixed populations), so the rule declares the folder."""
+    return f"{root}/population/{model}/report"
 
 
 def tables_dir(root: str) -> str:

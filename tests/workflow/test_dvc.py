@@ -86,7 +86,8 @@ def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
     tables_py.write_text(tables_py.read_text() + "\nEDITED = True  # a code change only the tables run\n")
     assert "src/tipping" in dvc(repo, "status", "ci")
     ran = jobs_ran(dvc(repo, "repro", "ci"))
-    assert set(ran) - {"all"} == {"aggregate", "plot_single_rounds", "plot_evolution", "build_viewer"}, ran
+    assert set(ran) - {"all"} == {"aggregate", "plot_single_rounds", "plot_evolution", "build_viewer",
+                                  "population_report"}, ran
     assert "up to date" in dvc(repo, "status", "ci")
     dry = snakemake(repo, "-n", "all", "--configfile", CI)
     assert "Nothing to be done" in dry.stdout + dry.stderr

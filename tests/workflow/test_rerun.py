@@ -16,7 +16,8 @@ from smk_helpers import CI, CI_RESULTS, dry_run_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-DOWNSTREAM_OF_TABLES = {"aggregate", "build_viewer", "plot_single_rounds", "plot_evolution", "all"}
+# population_report reads run folders and draws with the tables' and plots' code; the probe does not
+DOWNSTREAM_OF_TABLES = {"aggregate", "build_viewer", "plot_single_rounds", "plot_evolution", "population_report", "all"}
 NOT_RUN_FILES = ("logs", "benchmarks", "cache")  # per-job logs and the response cache are not outputs
 
 

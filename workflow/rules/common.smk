@@ -117,7 +117,7 @@ def population_runs(model):
 def final_targets():
     targets = [paths.table(ROOT, name) for name in paths.TABLE_FILES]
     if P.population.networks:
-        targets += [paths.population_summary(ROOT, m) for m in P.models]
+        targets += [paths.population_report(ROOT, m) for m in P.models]
     targets += [paths.figure(ROOT, f, ext) for f in P.report.figures for ext in ("png", "pdf")]
     if P.report.viewer:
         targets.append(paths.viewer(ROOT))

@@ -61,15 +61,14 @@ rule population_report:
         runs=lambda wc: [paths.run_file(run, "metrics.json") for run in population_runs(wc.model)],
         response=paths.population_probe(ROOT),
     output:
-        paths.population_summary(ROOT),
+        directory(paths.population_report(ROOT)),
     params:
         runs=lambda wc: _args(population_runs(wc.model)),
-        out=dirname_of(0),
         code=code("population", "report"),
     conda:
         TIPPING_ENV
     log:
         paths.log(ROOT, "population_report", "{model}"),
     shell:
-        "python -m tipping population report {params.runs} --response {input.response} --out {params.out}"
+        "python -m tipping population report {params.runs} --response {input.response} --out {output}"
         " > {log} 2>&1"

@@ -33,7 +33,7 @@ import pandas as pd
 
 from tipping import metrics
 from tipping.errors import InputError
-from tipping.outputs import atomic_write_text, read_jsonl, write_json
+from tipping.outputs import read_jsonl, write_json
 from tipping.policies import Policy, Sampling
 from tipping.rollout import Engine
 from tipping.scenarios.models import MultiScenario
@@ -192,46 +192,4 @@ def probe_command(args) -> int:
         policy.close()
     write_json(Path(args.out), response)
     print(f"wrote {args.out}: g1 {response['g1']:.3f}, g_i {np.round(response['g_i'], 3).tolist()}")
-    return 0
-
-
-def report_command(args) -> int:
-    """Run folders -> rounds.csv, rounds_by_degree.csv, episodes.csv, curve.csv, summary.json and the
-    figures (adoption_curves, adoption_rounds, network_rounds: PNG + PDF) in OUT."""
-    from tipping.analysis.plots import save
-    from tipping.analysis.population_plots import adoption_curves, adoption_rounds, network_rounds
-    from tipping.analysis.tables import read_run_dirs
-
-    folders = read_run_dirs(args.runs, args.runs_file)
-    if not folders:
-        raise InputError("population report: no run folders given (RUN_DIR... or --runs-file)")
-    df = pd.concat([load_run(f) for f in folders], ignore_index=True)
-    out = Path(args.out)
-    rounds, eps = per_round(df), episodes(df)
-    curve = adoption_curve(eps)
-    tables = {"rounds": rounds, "rounds_by_degree": per_round(df, ("degree",)), "episodes": eps, "curve": curve}
-    if df["group"].nunique() > 1:  # mixed populations: every measure per policy group too
-        tables |= {"rounds_by_group": per_round(df, ("group",)),
-                   "curve_by_group": adoption_curve(episodes(df, ("group",)), ("group",))}
-    summary = {"critical_mass": critical_mass(curve), "rule": "smallest confederate fraction whose final adoption's "
-               "95% cluster-bootstrap interval over seeds lies above 1/2"}
-    prediction = None
-    if args.response:
-        response = json.loads(Path(args.response).read_text())
-        prediction = predicted_curve(response, int(df["round"].max()))
-        tables["prediction"] = prediction
-        summary["predicted_critical_mass"] = predicted_critical_mass(prediction)
-        summary["response"] = response
-    for name, table in tables.items():
-        atomic_write_text(out / f"{name}.csv", table.to_csv(index=False, float_format="%.6g"))
-    write_json(out / "summary.json", summary)
-    shown = str(Path(args.network_run or folders[0]))
-    if shown not in set(df["run"]):
-        raise InputError(f"--network-run {shown}: not among the run folders given")
-    first = df[df["run"] == shown]
-    save(adoption_curves(curve, prediction), out / "adoption_curves.png")
-    save(adoption_rounds(rounds), out / "adoption_rounds.png")
-    save(network_rounds(first, read_graph(Path(shown), int(first["agents"].iloc[0]))), out / "network_rounds.png")
-    print(f"wrote {out}: {len(folders)} runs; critical mass {summary['critical_mass']}"
-          + (f"; predicted {summary['predicted_critical_mass']}" if prediction is not None else ""))
     return 0

@@ -1,16 +1,25 @@
 """Population figures (issue 13), drawn like analysis/plots.py: adoption curves by topology with
-the mean-field prediction, adoption over rounds, and one run's network coloured by choice per round."""
+the mean-field prediction, adoption over rounds, and one run's network coloured by choice per round;
+and `tipping population report`, which writes them with the measurements' tables. (Apart from the
+probe's module, so that a change to the tables or plots code never reruns the model-running probe.)"""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tipping.analysis.plots import Y_RATE, _colors, _figure, no_data
+from tipping.analysis.plots import Y_RATE, _colors, _figure, no_data, save
+from tipping.analysis.population import (adoption_curve, critical_mass, episodes, load_run, per_round,
+                                         predicted_critical_mass, predicted_curve, read_graph)
+from tipping.analysis.tables import read_run_dirs
+from tipping.errors import InputError
+from tipping.outputs import atomic_write_text, write_json
 
 CHOICE_COLORS = {True: "#d55e00", False: "#0072b2", None: "#bbbbbb"}  # collective, independent, invalid
 
@@ -76,3 +85,41 @@ def network_rounds(run: pd.DataFrame, graph: nx.Graph) -> Figure:
         nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=size, node_color=colors, edgecolors=edge, linewidths=0.8)
         ax.set_title(f"round {r}: {np.mean([c == CHOICE_COLORS[True] for c in colors]):.0%} collective", fontsize=9)
     return fig
+
+
+def report_command(args) -> int:
+    """Run folders -> rounds.csv, rounds_by_degree.csv, episodes.csv, curve.csv, summary.json and the
+    figures (adoption_curves, adoption_rounds, network_rounds: PNG + PDF) in OUT."""
+    folders = read_run_dirs(args.runs, args.runs_file)
+    if not folders:
+        raise InputError("population report: no run folders given (RUN_DIR... or --runs-file)")
+    df = pd.concat([load_run(f) for f in folders], ignore_index=True)
+    out = Path(args.out)
+    rounds, eps = per_round(df), episodes(df)
+    curve = adoption_curve(eps)
+    tables = {"rounds": rounds, "rounds_by_degree": per_round(df, ("degree",)), "episodes": eps, "curve": curve}
+    if df["group"].nunique() > 1:  # mixed populations: every measure per policy group too
+        tables |= {"rounds_by_group": per_round(df, ("group",)),
+                   "curve_by_group": adoption_curve(episodes(df, ("group",)), ("group",))}
+    summary = {"critical_mass": critical_mass(curve), "rule": "smallest confederate fraction whose final adoption's "
+               "95% cluster-bootstrap interval over seeds lies above 1/2"}
+    prediction = None
+    if args.response:
+        response = json.loads(Path(args.response).read_text())
+        prediction = predicted_curve(response, int(df["round"].max()))
+        tables["prediction"] = prediction
+        summary["predicted_critical_mass"] = predicted_critical_mass(prediction)
+        summary["response"] = response
+    for name, table in tables.items():
+        atomic_write_text(out / f"{name}.csv", table.to_csv(index=False, float_format="%.6g"))
+    write_json(out / "summary.json", summary)
+    shown = str(Path(args.network_run or folders[0]))
+    if shown not in set(df["run"]):
+        raise InputError(f"--network-run {shown}: not among the run folders given")
+    first = df[df["run"] == shown]
+    save(adoption_curves(curve, prediction), out / "adoption_curves.png")
+    save(adoption_rounds(rounds), out / "adoption_rounds.png")
+    save(network_rounds(first, read_graph(Path(shown), int(first["agents"].iloc[0]))), out / "network_rounds.png")
+    print(f"wrote {out}: {len(folders)} runs; critical mass {summary['critical_mass']}"
+          + (f"; predicted {summary['predicted_critical_mass']}" if prediction is not None else ""))
+    return 0
