@@ -274,6 +274,12 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _no_repeats(values: list, field: str, fail) -> None:
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            fail(f"{field}.{i}", f"{v!r} is listed twice")
+
+
 class Params(BaseModel):
     """params.yaml as a whole (after Snakemake merged the overlays)."""
 
@@ -322,10 +328,7 @@ class Params(BaseModel):
             raise InputError(f"{source}: field {field}: {message}")
 
         for name in ("models", "defences", "testbeds", "seeds"):
-            values = getattr(self, name)
-            for i, v in enumerate(values):
-                if v in values[:i]:
-                    fail(f"{name}.{i}", f"{v!r} is listed twice")
+            _no_repeats(getattr(self, name), name, fail)
         for i, m in enumerate(self.models):
             if m not in self.model_settings:
                 fail(f"models.{i}", f"model {m!r} has no entry in model_settings")
@@ -349,10 +352,7 @@ class Params(BaseModel):
                 fail(f"multi.reward_sets.{i}", f"reward factors must be > 0, got {list(rs)}")
         self._check_population(fail)
         for name in ("single", "multi"):
-            conds = getattr(self, name).conditions
-            for i, c in enumerate(conds):
-                if c in conds[:i]:
-                    fail(f"{name}.conditions.{i}", f"{c!r} is listed twice")
+            _no_repeats(getattr(self, name).conditions, f"{name}.conditions", fail)
         # resolve every training section now, so a bad override fails before any job
         for section in TRAINING_SECTIONS:
             for m in self.models:
@@ -378,10 +378,7 @@ class Params(BaseModel):
 
         pop = self.population
         for field in ("networks", "agents", "fractions", "placements"):
-            values = getattr(pop, field)
-            for i, v in enumerate(values):
-                if v in values[:i]:
-                    fail(f"population.{field}.{i}", f"{v!r} is listed twice")
+            _no_repeats(getattr(pop, field), f"population.{field}", fail)
         for i, n in enumerate(pop.agents):
             if not 4 <= n <= 1024:
                 fail(f"population.agents.{i}", f"{n} agents; expected 4..1024")
