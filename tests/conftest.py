@@ -20,6 +20,9 @@ pytest_plugins = ["fixtures_models", "fixtures_upstream", "pytester"]
 # built once, and the modules that name one costly session fixture share a worker. (xdist's own
 # `loadgroup` marks do nothing under pytest 9: they rewrite a node attribute pytest no longer reads.)
 SHARED_SESSION_FIXTURES = {"ci_run": "ci-run", "vllm_tiny": "vllm-engine", "openai_server": "vllm-engine"}
+# ...except test_slurm.py: it waits ~10 min on the SLURM queue, so it builds its own ci run on the
+# other worker rather than queue behind the ci run's other readers (the long pole of the suite)
+OWN_SCOPE = {"tests/workflow/test_slurm.py"}
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -29,6 +32,8 @@ def pytest_xdist_make_scheduler(config, log):
 
     @lru_cache(maxsize=None)
     def group(module: str) -> str:
+        if module in OWN_SCOPE:
+            return module
         source = (config.rootpath / module).read_text()
         return next((g for f, g in SHARED_SESSION_FIXTURES.items() if re.search(rf"\b{f}\b", source)), module)
 

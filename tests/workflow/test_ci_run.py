@@ -57,8 +57,11 @@ def _incomplete(workdir) -> list[str]:
 def _run_until_held(workdir, hold_out: str, sig, log_path) -> list[str]:
     """Start the CI run on one core without retries; once the job writing `hold_out` has done its
     work and hangs (overlay/bin/python), send `sig` to the whole process group (snakemake and the
-    job); return the outputs that were marked incomplete then: the held job's, as it runs alone."""
+    job); return the outputs that were marked incomplete then and not before: the held job's, as it
+    runs alone. (Markers an earlier interrupted run left stay until their job runs again, which with
+    one core may come after the held job: the scheduler's order among ready jobs is not fixed.)"""
     held = workdir / "held"
+    before = set(_incomplete(workdir))
     cmd = [str(VENV_BIN / "python"), "-m", "snakemake", "--configfile", CI, "--profile", LOCAL, "--cores", "1",
            "--retries", "0", "all"]
     with open(log_path, "w") as log:
@@ -71,7 +74,7 @@ def _run_until_held(workdir, hold_out: str, sig, log_path) -> list[str]:
             assert proc.poll() is None, f"the run ended before {hold_out} was held:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"{hold_out} was not reached in 20 min"
             time.sleep(0.1)
-        cut = _incomplete(workdir)
+        cut = [out for out in _incomplete(workdir) if out not in before]
         os.killpg(proc.pid, sig)
         proc.wait(timeout=300)
     held.unlink()
