@@ -20,7 +20,7 @@ No timestamps: the same parameters always name the same files.
                                                           (+ pairs.jsonl: reward-ranked DPO pairs)
     {root}/adapters/{model}/{defence}/{testbed}/s{seed}/r{round}/   finetune_policy
     {root}/evals/{model}/{defence}/{testbed}/s{seed}/r{round}/{condition}/     evaluate_policy (a run folder)
-    {root}/population/{model}/{network}/n{agents}/f{fraction}/{placement}/s{seed}/   population_run (a run
+    {root}/population/{model}/runs/{network}/n{agents}/f{fraction}/{placement}/s{seed}/  population_run (a run
                                                           folder + network.edgelist)
     {root}/population/{model}/response.json                        population_probe
     {root}/population/{model}/report/ (summary.json, tables, figures)  population_report
@@ -124,7 +124,7 @@ def run_files(run_dir: str) -> dict[str, str]:
 def population_run(root: str, model: str = M, network: str = "{network}", agents="{agents}",
                    fraction="{fraction}", placement: str = "{placement}", seed=S) -> str:
     """One population job; `network` is PopulationParams.slug of its SPEC."""
-    return f"{root}/population/{model}/{network}/n{agents}/f{fraction}/{placement}/s{seed}"
+    return f"{root}/population/{model}/runs/{network}/n{agents}/f{fraction}/{placement}/s{seed}"
 
 
 def population_edges(run_dir: str) -> str:
