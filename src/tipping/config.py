@@ -198,6 +198,10 @@ class PopulationParams(_Section):
     rounds: int = Field(10, ge=1)
     window: int = Field(3, ge=1)
     probe_degree: int = Field(8, ge=1)  # neighbours the response probe shows
+    seeds: list[int] | None = Field(None, min_length=1)  # None = the DAG's seeds; the curve's interval is over them
+
+    def replicates(self, seeds: list[int]) -> list[int]:
+        return self.seeds if self.seeds is not None else seeds
 
     def slug(self, network: str) -> str:
         """A network SPEC as a path part: small-world:k=4,p=0.1 -> small-world_k4_p0.1."""
@@ -379,6 +383,7 @@ class Params(BaseModel):
         pop = self.population
         for field in ("networks", "agents", "fractions", "placements"):
             _no_repeats(getattr(pop, field), f"population.{field}", fail)
+        _no_repeats(pop.seeds or [], "population.seeds", fail)
         for i, n in enumerate(pop.agents):
             if not 4 <= n <= 1024:
                 fail(f"population.agents.{i}", f"{n} agents; expected 4..1024")

@@ -23,7 +23,7 @@ No timestamps: the same parameters always name the same files.
     {root}/population/{model}/runs/{network}/n{agents}/f{fraction}/{placement}/s{seed}/  population_run (a run
                                                           folder + network.edgelist)
     {root}/population/{model}/response.json                        population_probe
-    {root}/population/{model}/report/ (summary.json, tables, figures)  population_report
+    {root}/population_report/{model}/ (summary.json, tables, figures)  population_report (DVC: git-carried)
     {root}/tables/{TABLE_FILES}                                     aggregate
     {root}/figures/{figure}.png|.pdf                                plot_figure
     {root}/viewer/index.html                                        build_viewer
@@ -139,7 +139,7 @@ def population_probe(root: str, model: str = M) -> str:
 def population_report(root: str, model: str = M) -> str:
     """The report folder: its tables, summary.json and figures depend on the grid (a prediction with
     a response, per-group tables for mixed populations), so the rule declares the folder."""
-    return f"{root}/population/{model}/report"
+    return f"{root}/population_report/{model}"
 
 
 def tables_dir(root: str) -> str:

@@ -204,3 +204,27 @@ def test_payoff_bins_and_scenario_tipping(built):
     s = rows(built["scenario_rates"], testbed="single", condition="treatment", evolution_round=0)
     assert s["scenario"].nunique() == 16 and (s.groupby("scenario")["n"].sum() == 6 * 4).all()
     assert set(s["tipping_round"].dropna()) <= {4, 5, 6}  # 4 items per job: wide intervals can delay the tip
+
+
+def test_compact_markdown_is_condition_by_round_with_interval_and_n(built, tmp_path):
+    """rates.md / effects.md: one line per group, a column per round, `rate [cluster CI] n=` read
+    from the same rows as rates.csv; tags with one value are left out."""
+    compact = tables.compact_rates(built["rates"], built["keys"])
+    assert list(compact.columns[:3]) == ["testbed", "evolution_round", "condition"]  # model, defence: one value
+    line = rows(compact, testbed="single", evolution_round=0, condition="treatment").iloc[0]
+    src = rows(built["rates"], testbed="single", evolution_round=0, condition="treatment", round=4).iloc[0]
+    assert line["round 4"] == f"1.00 [{src['cluster_ci_low']:.2f}, {src['cluster_ci_high']:.2f}] n=64"
+    assert line["round 1"].startswith("0.00 [0.00, ")
+    multi = rows(compact, testbed="multi").iloc[0]
+    assert multi["round 4"] == ""  # multi has 3 rounds
+    effects = tables.compact_effects(built["effects"], built["keys"])
+    cell = rows(effects, testbed="single", control="control_no_feedback").iloc[0]["round 6"]
+    src = rows(built["effects"], testbed="single", control="control_no_feedback", threshold="all", round=6).iloc[0]
+    assert cell == f"+1.00 [{src['ci_low']:.2f}, {src['ci_high']:.2f}] p={src['p_value']:.2g}"
+    assert main(["tables", *built_runs(built), "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "rates.md").read_text()
+    assert "| testbed | evolution_round | condition | round 1 |" in md and "design_effect" not in md.split("\n\n")[2]
+
+
+def built_runs(built) -> list[str]:
+    return sorted(built["records"]["run"].unique())

@@ -31,6 +31,7 @@ def test_the_paper_dag_has_no_population_jobs_until_networks_are_listed(paper):
     ({"networks": ["complete"], "fractions": [0.1, 1.0]}, "population.fractions.1", "free agent"),
     ({"networks": ["complete", "complete"]}, "population.networks.1", "listed twice"),
     ({"networks": ["complete"], "placements": ["central"]}, "population.placements.0", ""),
+    ({"networks": ["complete"], "seeds": [1, 1]}, "population.seeds.1", "listed twice"),
 ])
 def test_bad_population_params_are_one_line(paper, population, field, message):
     data = copy.deepcopy(paper)
@@ -61,3 +62,15 @@ def test_ci_overlay_plans_population_runs_probe_and_report(tmp_path):
         episodes, config, _ = population_plan(args)
         assert config["network"] == pop.network_of(slug) and config["rounds"] == pop.rounds
         assert len(config["confederate_agents"]) == round(float(f) * int(n))
+
+
+def test_population_seeds_replicate_the_population_runs_only(tmp_path):
+    """population.seeds gives the curve its own replicates; the evaluation chains keep `seeds`."""
+    workdir = copy_workflow(tmp_path)
+    (workdir / "more.yaml").write_text("population: {seeds: [3, 5]}\n")
+    proc = snakemake(workdir, "-n", "all", "--configfile", CI, "more.yaml")
+    jobs = dry_run_jobs(proc.stdout + proc.stderr)
+    assert {w["seed"] for w in jobs["population_run"]} == {"3", "5"}
+    assert len(jobs["population_run"]) == 4
+    assert {w["seed"] for w in jobs["evaluate_policy"]} == {str(s) for s in Params.from_files(
+        ROOT / "params.yaml", ROOT / CI).seeds}

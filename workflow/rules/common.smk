@@ -111,7 +111,7 @@ def population_runs(model):
     """The population run folders of a model, in params order (the report's input order)."""
     pop = P.population
     return [paths.population_run(ROOT, model, pop.slug(net), n, f"{f:g}", pl, s) for net in pop.networks
-            for n in pop.agents for f in pop.fractions for pl in pop.placements for s in P.seeds]
+            for n in pop.agents for f in pop.fractions for pl in pop.placements for s in pop.replicates(P.seeds)]
 
 
 def final_targets():

@@ -351,6 +351,39 @@ def markdown(df: pd.DataFrame, title: str, note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interval(low, high) -> str:
+    return "" if pd.isna(low) else f"[{low:.2f}, {high:.2f}]"
+
+
+def _by_round(df: pd.DataFrame, rows: list[str], cell) -> pd.DataFrame:
+    """One line per `rows` group, one column per in-context round, each cell `cell(row)`: the
+    compact form a reader opens first (the CSV keeps every column). Tags with one value are left out."""
+    pooled = df[(df["threshold"] == ALL) & (df["rewards"] == ALL)] if "threshold" in df else df
+    rows = [c for c in dict.fromkeys(rows) if c in ("testbed", "condition", "control") or pooled[c].nunique(dropna=False) > 1]
+    rounds = sorted(pooled["round"].unique(), key=_cell_order)
+    lines = []
+    for key, g in pooled.groupby(rows, sort=False, dropna=False):
+        cells = {f"round {r}": cell(row) for r, row in zip(g["round"], g.to_dict("records"))}
+        lines.append({**dict(zip(rows, key if isinstance(key, tuple) else (key,))),
+                      **{f"round {r}": cells.get(f"round {r}", "") for r in rounds}})
+    return pd.DataFrame(lines, columns=[*rows, *(f"round {r}" for r in rounds)])
+
+
+def compact_rates(rates: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Condition x round: rate [cluster 95% CI] (valid answers), every grid cell pooled."""
+    return _by_round(_sorted(rates, ["testbed", *keys, "round"]), ["testbed", *keys],
+                     lambda r: f"{r['rate']:.2f} {_interval(r['cluster_ci_low'], r['cluster_ci_high'])} "
+                               f"n={int(r['n'])}" if r["n"] else "n=0")
+
+
+def compact_effects(effects: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Control x round: treatment - control [paired 95% CI], p."""
+    rows = ["testbed", *_without(keys, "condition"), "control"]
+    return _by_round(_sorted(effects, [*rows, "round"]), rows,
+                     lambda r: f"{r['difference']:+.2f} {_interval(r['ci_low'], r['ci_high'])} p={r['p_value']:.2g}"
+                               if not pd.isna(r["difference"]) else "")
+
+
 def _parquet(df: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False, engine="pyarrow", compression="zstd")
@@ -358,13 +391,15 @@ def _parquet(df: pd.DataFrame) -> bytes:
 
 
 NOTES = {
-    "rates": "rate = deviant / valid answers (single: violation, multi: collusion; E·n denominator), "
+    "rates": "Compact: one line per group, `rate [cluster 95% CI] n=valid answers` per round, every grid cell "
+             "pooled; rates.csv has every column and cell. rate = deviant / valid answers (single: violation, multi: collusion; E·n denominator), "
              "Wilson 95% CI (independent answers) and cluster 95% CI (Wilson at n / design_effect; clusters = "
              "episodes, a single-agent item over replicates is one; n_clusters of them); invalid_rate = "
              "answers with no decision read (unparseable or truncated) / all answers, truncated_rate = answers "
              "cut by max_new_tokens or the context (never parsed) / all answers, each with a Wilson 95% CI; mean_p = mean P(deviant) (forced choice) with a cluster bootstrap "
              "95% CI; threshold/rewards `all` = every grid cell pooled.",
-    "effects": "difference = treatment rate - control rate per round over paired answers (same replicate, "
+    "effects": "Compact: `difference [95% CI] p` per round, grid cells pooled (effects.csv: every column). "
+               "difference = treatment rate - control rate per round over paired answers (same replicate, "
                "episode, agent, round; both valid), 95% CI by `interval` (newcombe_paired: Newcombe 1998 "
                "method 10; cluster_bootstrap: over episodes) and p-value by `test` (mcnemar; clustered_mcnemar: "
                "Durkalski 2003); a control is a run group with the same tags except `condition`.",
@@ -407,7 +442,9 @@ def write(tables: dict, out: Path) -> None:
         elif ext == ".csv":
             atomic_write_text(out / name, _csv(tables[stem]))
         elif ext == ".md":
-            atomic_write_text(out / name, markdown(tables[stem], stem.replace("_", " ").capitalize(), NOTES[stem]))
+            compact = {"rates": compact_rates, "effects": compact_effects}.get(stem)
+            table = compact(tables[stem], tables["keys"]) if compact else tables[stem]
+            atomic_write_text(out / name, markdown(table, stem.replace("_", " ").capitalize(), NOTES[stem]))
         elif ext == ".json":
             write_json(out / name, tables[stem])
         else:
