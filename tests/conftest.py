@@ -17,12 +17,20 @@ pytest_plugins = ["fixtures_models", "fixtures_upstream", "pytester"]
 
 # `make test` runs two pytest-xdist workers: the suite waits on subprocesses (snakemake, SLURM,
 # vLLM servers) for over half its wall time. A module runs on one worker, so its module fixtures are
-# built once, and the modules that name one costly session fixture share a worker. (xdist's own
-# `loadgroup` marks do nothing under pytest 9: they rewrite a node attribute pytest no longer reads.)
-SHARED_SESSION_FIXTURES = {"ci_run": "ci-run", "vllm_tiny": "vllm-engine", "openai_server": "vllm-engine"}
-# ...except test_slurm.py: it waits ~10 min on the SLURM queue, so it builds its own ci run on the
-# other worker rather than queue behind the ci run's other readers (the long pole of the suite)
-OWN_SCOPE = {"tests/workflow/test_slurm.py"}
+# built once, and the modules that name the vLLM engine share a worker (one engine per session). The
+# CI run is shared across workers through a file lock (tests/workflow/conftest.py), so its readers
+# spread. (xdist's own `loadgroup` marks do nothing under pytest 9: they rewrite a node attribute
+# pytest no longer reads.)
+SHARED_SESSION_FIXTURES = {"vllm_tiny": "vllm-engine", "openai_server": "vllm-engine"}
+# The modules that wait longest start first, one per worker, so that no worker is left alone with a
+# long one at the end (the scheduler keeps this collection order: see pytest_xdist_make_scheduler)
+SLOW_FIRST = ("tests/workflow/test_slurm.py", "tests/workflow/test_ci_run.py", "tests/integration/test_vllm.py",
+              "tests/workflow/test_dvc.py", "tests/workflow/test_rerun.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {module: i for i, module in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FIRST)))
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -32,8 +40,6 @@ def pytest_xdist_make_scheduler(config, log):
 
     @lru_cache(maxsize=None)
     def group(module: str) -> str:
-        if module in OWN_SCOPE:
-            return module
         source = (config.rootpath / module).read_text()
         return next((g for f, g in SHARED_SESSION_FIXTURES.items() if re.search(rf"\b{f}\b", source)), module)
 
@@ -41,4 +47,5 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return group(nodeid.split("::")[0])
 
+    config.option.loadscopereorder = False  # xdist would order scopes by test count; ours: SLOW_FIRST
     return ByModuleAndSharedFixture(config, log)

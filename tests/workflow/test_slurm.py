@@ -26,7 +26,7 @@ GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finet
 
 
 @pytest.fixture(scope="module")
-def slurm_run(ci_run, tmp_path_factory):
+def slurm_run(tmp_path_factory):
     state = subprocess.run(["sinfo", "-h", "-o", "%a %t"], capture_output=True, text=True)
     if state.returncode != 0 or not re.search(r"up (idle|mix|alloc)", state.stdout):
         pytest.fail(f"SLURM is installed but not up (run scripts/slurm/start.sh): {state.stdout}{state.stderr}")
