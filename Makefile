@@ -62,17 +62,19 @@ demo: setup
 	echo "  figures: $$(ls results/demo/figures/*.png | tr '\n' ' ')" && \
 	echo "  tables:  results/demo/tables/ (rates.md, effects.md, tipping_rounds.md, paper_comparison.md)"
 
-# Snakemake's linter over the paper DAG and both overlays (fails on any lint), the paper DAG's dry
-# run (validates params.yaml; no model is loaded), and the held-out audit of all three configs.
+# Snakemake's linter over the paper DAG and the overlays (fails on any lint), snakefmt over the
+# rules, the paper DAG's dry run (validates params.yaml; no model is loaded), and the held-out
+# audit of every config.
 lint: setup
-	@for cfg in "" "--configfile config/demo.yaml" "--configfile config/ci.yaml"; do \
+	@$(VENV)/bin/snakefmt --check Snakefile workflow/ tests/workflow/overlay/ && echo "snakefmt: clean"
+	@for cfg in "" "--configfile config/study.yaml" "--configfile config/demo.yaml" "--configfile config/ci.yaml"; do \
 	  out=$$($(VENV)/bin/snakemake --lint $$cfg 2>&1); \
 	  echo "$$out" | grep -q "Congratulations, your workflow is in a good condition" \
 	    || { echo "$$out"; echo "snakemake --lint $$cfg: not clean"; exit 1; }; \
 	  echo "snakemake --lint $$cfg: clean"; \
 	done
 	@$(VENV)/bin/snakemake -n all > /dev/null && echo "snakemake -n all (the paper DAG): ok"
-	@for cfg in "" "--configfile config/demo.yaml" "--configfile config/ci.yaml"; do \
+	@for cfg in "" "--configfile config/study.yaml" "--configfile config/demo.yaml" "--configfile config/ci.yaml"; do \
 	  out=$$($(VENV)/bin/tipping items check --params params.yaml $$cfg) || { echo "$$out"; exit 1; }; \
 	  echo "$$out" | tail -n 1; \
 	done

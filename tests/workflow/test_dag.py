@@ -75,13 +75,19 @@ def test_rounds_chain_adapters(workdir):
     assert text.count("--option-order swapped") == swapped
 
 
-@pytest.mark.parametrize("overlay", [None, "config/demo.yaml", "config/ci.yaml"])
+@pytest.mark.parametrize("overlay", [None, "config/study.yaml", "config/demo.yaml", "config/ci.yaml"])
 def test_lint_clean(workdir, overlay):
     proc = snakemake(workdir, "--lint", *(["--configfile", overlay] if overlay else []), timeout=60)
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("overlay", ["config/demo.yaml", "config/ci.yaml"])
+def test_rules_are_snakefmt_clean():
+    proc = subprocess.run([str(VENV_BIN / "snakefmt"), "--check", "Snakefile", "workflow/", "tests/workflow/overlay/"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("overlay", ["config/study.yaml", "config/demo.yaml", "config/ci.yaml"])
 def test_overlay_dags(workdir, overlay):
     proc = snakemake(workdir, "-n", "all", "--configfile", overlay, timeout=60)
     jobs = dry_run_jobs(proc.stdout + proc.stderr)

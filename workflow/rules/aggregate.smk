@@ -7,16 +7,16 @@ rule aggregate:
         metrics=[paths.run_file(run, "metrics.json") for run in all_eval_runs()],
     output:
         [paths.table(ROOT, name) for name in paths.TABLE_FILES],
-    params:
-        runs=_args(all_eval_runs()),
-        out=dirname_of(0),
-        code=code("tables"),
-    conda:
-        TIPPING_ENV
     log:
         paths.log(ROOT, "aggregate", "tables"),
     benchmark:
         paths.benchmark(ROOT, "aggregate", "tables")
+    conda:
+        TIPPING_ENV
+    params:
+        runs=_args(all_eval_runs()),
+        out=dirname_of(0),
+        code=code("tables"),
     shell:
         "python -m tipping tables {params.runs} --out {params.out} > {log} 2>&1"
 
@@ -35,14 +35,14 @@ for _figure in P.report.figures:
                 category="Figures",
             ),
             pdf=paths.figure(ROOT, _figure, "pdf"),
+        log:
+            paths.log(ROOT, "plot", _figure),
+        conda:
+            TIPPING_ENV
         params:
             figure=_figure,
             tables=input_dirname,
             code=code("plot"),
-        conda:
-            TIPPING_ENV
-        log:
-            paths.log(ROOT, "plot", _figure),
         shell:
             "python -m tipping plot {params.figure} --tables {params.tables} --out {output.png} > {log} 2>&1"
 
@@ -52,12 +52,12 @@ rule build_viewer:
         [paths.table(ROOT, name) for name in paths.TABLE_FILES],
     output:
         paths.viewer(ROOT),
+    log:
+        paths.log(ROOT, "build_viewer", "viewer"),
+    conda:
+        TIPPING_ENV
     params:
         tables=input_dirname,
         code=code("viewer"),
-    conda:
-        TIPPING_ENV
-    log:
-        paths.log(ROOT, "build_viewer", "viewer"),
     shell:
         "python -m tipping viewer --tables {params.tables} --out {output} > {log} 2>&1"

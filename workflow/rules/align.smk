@@ -7,6 +7,15 @@ rule make_preference_pairs:
     output:
         pairs=paths.preference_pairs(ROOT),
         summary=paths.summary_path(paths.preference_pairs(ROOT)),
+    log:
+        paths.log(ROOT, "make_preference_pairs", "{model}_{testbed}"),
+    benchmark:
+        paths.benchmark(ROOT, "make_preference_pairs", "{model}_{testbed}")
+    conda:
+        TIPPING_ENV
+    threads: P.runtime.threads
+    resources:
+        **plan_resources("make_preference_pairs"),
     params:
         data=lambda wc: _args(pipeline.pairs_args(P, wc.testbed)),
         policy=lambda wc, input: P.policy(wc.model, input.model, None),
@@ -14,15 +23,6 @@ rule make_preference_pairs:
         sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         code=code("align", "pairs"),
-    resources:
-        **plan_resources("make_preference_pairs"),
-    threads: P.runtime.threads
-    conda:
-        TIPPING_ENV
-    log:
-        paths.log(ROOT, "make_preference_pairs", "{model}_{testbed}"),
-    benchmark:
-        paths.benchmark(ROOT, "make_preference_pairs", "{model}_{testbed}")
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping align pairs {params.data} --policy {params.policy}"
@@ -35,22 +35,22 @@ rule align_policy:
         unpack(align_inputs),
     output:
         directory(paths.aligned_adapter(ROOT)),
+    log:
+        paths.log(ROOT, "align_policy", "{model}_{defence}_{testbed}"),
+    benchmark:
+        paths.benchmark(ROOT, "align_policy", "{model}_{defence}_{testbed}")
     wildcard_constraints:
         defence="dpo|grpo",
+    conda:
+        TIPPING_ENV
+    threads: P.runtime.threads
+    resources:
+        **plan_resources("align_policy"),
     params:
         method="{defence}",
         data=align_data_args,
         schedule=lambda wc: schedule_args(wc.defence, wc),
         code=code("align", "{defence}"),
-    resources:
-        **plan_resources("align_policy"),
-    threads: P.runtime.threads
-    conda:
-        TIPPING_ENV
-    log:
-        paths.log(ROOT, "align_policy", "{model}_{defence}_{testbed}"),
-    benchmark:
-        paths.benchmark(ROOT, "align_policy", "{model}_{defence}_{testbed}")
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping align {params.method} --model {input.model} {params.data}"

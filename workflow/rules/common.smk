@@ -32,8 +32,12 @@ try:
     P = Params.load(config, _config_source())
     # a batch whose KV cache cannot fit runtime.gpu_memory_gb is refused here, not after hours in a queue
     plan.check_fits(P, _config_source())
-    SITE = plan.site(P)  # (GPU GiB, throughput): runtime.*, which a profile's `config:` sets for its site
-except InputError as _exc:  # one line, before any job: "params.yaml: field multi.thresholds.3: ..."
+    SITE = plan.site(
+        P
+    )  # (GPU GiB, throughput): runtime.*, which a profile's `config:` sets for its site
+except (
+    InputError
+) as _exc:  # one line, before any job: "params.yaml: field multi.thresholds.3: ..."
     raise SystemExit(str(_exc)) from None
 
 ROOT = P.results
@@ -45,7 +49,9 @@ shell.prefix("set -euo pipefail; export PYTHONHASHSEED=0; ")
 
 # The rules' `python -m tipping` imports the same package as this Snakefile (same venv and
 # PYTHONPATH), and that package is what code_hash hashes; say so when it is not this checkout's.
-if os.path.isdir(os.path.join(workflow.basedir, "src", "tipping")) and not os.path.samefile(
+if os.path.isdir(
+    os.path.join(workflow.basedir, "src", "tipping")
+) and not os.path.samefile(
     PACKAGE_DIR, os.path.join(workflow.basedir, "src", "tipping")
 ):
     print(
@@ -76,7 +82,8 @@ wildcard_constraints:
     condition="|".join(CONDITIONS),
     figure=r"[a-z_]+",
     section="dpo|grpo|sft",
-    network="|".join(re.escape(P.population.slug(n)) for n in P.population.networks) or "(?!)",
+    network="|".join(re.escape(P.population.slug(n)) for n in P.population.networks)
+    or "(?!)",
     agents=r"\d+",
     fraction=r"[0-9.]+",
     placement="random|hubs|clustered",
@@ -89,11 +96,14 @@ def _plan_rows():
 
 def plan_resources(rule):
     """A model rule's `resources:` mem_mb, gpu and runtime: the plan's numbers for the job
-    (tipping.plan.job_resources), scaled by the attempt. Snakemake calls them per job."""
+    (tipping.plan.job_resources), scaled by the attempt. Snakemake calls them per job.
+    """
 
     def resource(key):
         return lambda wc, attempt: plan.job_resources(
-            plan.row_of(_plan_rows(), rule, wc.model, wc.testbed, wc.get("defence")), attempt)[key]
+            plan.row_of(_plan_rows(), rule, wc.model, wc.testbed, wc.get("defence")),
+            attempt,
+        )[key]
 
     return {key: resource(key) for key in ("mem_mb", "gpu", "runtime")}
 
@@ -104,21 +114,33 @@ def _args(*parts):
 
 def all_eval_runs():
     """Every evaluation run folder of the experiment, in config order (the tables' input order)."""
-    return [paths.eval_run(ROOT, *policy, c) for policy in pipeline.policies(P) for c in P.conditions(policy[2])]
+    return [
+        paths.eval_run(ROOT, *policy, c)
+        for policy in pipeline.policies(P)
+        for c in P.conditions(policy[2])
+    ]
 
 
 def population_runs(model):
     """The population run folders of a model, in params order (the report's input order)."""
     pop = P.population
-    return [paths.population_run(ROOT, model, pop.slug(net), n, f"{f:g}", pl, s) for net in pop.networks
-            for n in pop.agents for f in pop.fractions for pl in pop.placements for s in pop.replicates(P.seeds)]
+    return [
+        paths.population_run(ROOT, model, pop.slug(net), n, f"{f:g}", pl, s)
+        for net in pop.networks
+        for n in pop.agents
+        for f in pop.fractions
+        for pl in pop.placements
+        for s in pop.replicates(P.seeds)
+    ]
 
 
 def final_targets():
     targets = [paths.table(ROOT, name) for name in paths.TABLE_FILES]
     if P.population.networks:
         targets += [paths.population_report(ROOT, m) for m in P.models]
-    targets += [paths.figure(ROOT, f, ext) for f in P.report.figures for ext in ("png", "pdf")]
+    targets += [
+        paths.figure(ROOT, f, ext) for f in P.report.figures for ext in ("png", "pdf")
+    ]
     if P.report.viewer:
         targets.append(paths.viewer(ROOT))
     return targets
@@ -127,14 +149,18 @@ def final_targets():
 def policy_inputs(wc, round):
     """Base model folder, plus the adapter that makes the policy of evolution round `round`."""
     inputs = {"model": paths.model_dir(ROOT, wc.model)}
-    adapter = paths.policy_adapter(ROOT, wc.model, wc.defence, wc.testbed, wc.seed, round)
+    adapter = paths.policy_adapter(
+        ROOT, wc.model, wc.defence, wc.testbed, wc.seed, round
+    )
     if adapter:
         inputs["adapter"] = adapter
     return inputs
 
 
 def policy_spec(wc, round):
-    adapter = paths.policy_adapter(ROOT, wc.model, wc.defence, wc.testbed, wc.seed, round)
+    adapter = paths.policy_adapter(
+        ROOT, wc.model, wc.defence, wc.testbed, wc.seed, round
+    )
     return P.policy(wc.model, paths.model_dir(ROOT, wc.model), adapter)
 
 
@@ -201,21 +227,31 @@ def align_data_args(wc, input):
 
 
 def finetune_inputs(wc):
-    inputs = policy_inputs(wc, prev_round(wc))  # model, and the previous round's adapter (if any)
+    inputs = policy_inputs(
+        wc, prev_round(wc)
+    )  # model, and the previous round's adapter (if any)
     if "adapter" in inputs:
         inputs["init_adapter"] = inputs.pop("adapter")
     # sft: the kept turns; dpo: the reward-ranked pairs the filter wrote next to them
     data = paths.ranked_pairs if P.evolution.finetune.method == "dpo" else paths.kept
     inputs["data"] = data(ROOT, wc.model, wc.defence, wc.testbed, wc.seed, wc.round)
-    inputs["params"] = paths.training_params(ROOT, P.evolution.finetune.method, wc.model, wc.testbed)
+    inputs["params"] = paths.training_params(
+        ROOT, P.evolution.finetune.method, wc.model, wc.testbed
+    )
     return inputs
 
 
 def init_adapter_args(wc, input):
-    return _args(["--init-adapter", input.init_adapter]) if "init_adapter" in input.keys() else ""
+    return (
+        _args(["--init-adapter", input.init_adapter])
+        if "init_adapter" in input.keys()
+        else ""
+    )
 
 
 def training_params_yaml(wc):
     import yaml
 
-    return yaml.safe_dump({wc.section: P.training(wc.section, wc.model, wc.testbed)}, sort_keys=True)
+    return yaml.safe_dump(
+        {wc.section: P.training(wc.section, wc.model, wc.testbed)}, sort_keys=True
+    )

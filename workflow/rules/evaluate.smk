@@ -8,25 +8,29 @@ rule evaluate_policy:
         unpack(lambda wc: policy_inputs(wc, wc.round)),
     output:
         **paths.run_files(paths.eval_run(ROOT)),
-    params:
-        testbed="{testbed}",
-        out=dirname_of("metrics"),
-        policy=lambda wc: policy_spec(wc, wc.round),
-        protocol=lambda wc: _args(pipeline.eval_args(P, wc.testbed, wc.seed, wc.condition)),
-        decision=lambda wc: P.model_settings[wc.model].decision,
-        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
-        cache=lambda wc: paths.response_cache(ROOT, wc.model),
-        tags=lambda wc: run_tags(wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"),
-        code=code("run", "{testbed}"),
-    resources:
-        **plan_resources("evaluate_policy"),
-    threads: P.runtime.threads
-    conda:
-        TIPPING_ENV
     log:
         paths.log(ROOT, "evaluate_policy", paths.chain_stem() + "_{condition}"),
     benchmark:
         paths.benchmark(ROOT, "evaluate_policy", paths.chain_stem() + "_{condition}")
+    conda:
+        TIPPING_ENV
+    threads: P.runtime.threads
+    resources:
+        **plan_resources("evaluate_policy"),
+    params:
+        testbed="{testbed}",
+        out=dirname_of("metrics"),
+        policy=lambda wc: policy_spec(wc, wc.round),
+        protocol=lambda wc: _args(
+            pipeline.eval_args(P, wc.testbed, wc.seed, wc.condition)
+        ),
+        decision=lambda wc: P.model_settings[wc.model].decision,
+        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
+        cache=lambda wc: paths.response_cache(ROOT, wc.model),
+        tags=lambda wc: run_tags(
+            wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"
+        ),
+        code=code("run", "{testbed}"),
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"

@@ -8,27 +8,31 @@ rule rollout_episodes:
         unpack(lambda wc: policy_inputs(wc, prev_round(wc))),
     output:
         **paths.run_files(paths.rollout_run(ROOT)),
-    wildcard_constraints:
-        round=r"[1-9]\d*",
-    params:
-        testbed="{testbed}",
-        out=dirname_of("metrics"),
-        policy=lambda wc: policy_spec(wc, prev_round(wc)),
-        protocol=lambda wc: _args(pipeline.rollout_args(P, wc.testbed, wc.seed, wc.round)),
-        decision=lambda wc: P.model_settings[wc.model].decision,
-        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
-        cache=lambda wc: paths.response_cache(ROOT, wc.model),
-        tags=lambda wc: run_tags(wc, prev_round(wc), "treatment", P.train_split(wc.testbed), "rollout"),
-        code=code("run", "{testbed}"),
-    resources:
-        **plan_resources("rollout_episodes"),
-    threads: P.runtime.threads
-    conda:
-        TIPPING_ENV
     log:
         paths.log(ROOT, "rollout_episodes", paths.chain_stem()),
     benchmark:
         paths.benchmark(ROOT, "rollout_episodes", paths.chain_stem())
+    wildcard_constraints:
+        round=r"[1-9]\d*",
+    conda:
+        TIPPING_ENV
+    threads: P.runtime.threads
+    resources:
+        **plan_resources("rollout_episodes"),
+    params:
+        testbed="{testbed}",
+        out=dirname_of("metrics"),
+        policy=lambda wc: policy_spec(wc, prev_round(wc)),
+        protocol=lambda wc: _args(
+            pipeline.rollout_args(P, wc.testbed, wc.seed, wc.round)
+        ),
+        decision=lambda wc: P.model_settings[wc.model].decision,
+        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
+        cache=lambda wc: paths.response_cache(ROOT, wc.model),
+        tags=lambda wc: run_tags(
+            wc, prev_round(wc), "treatment", P.train_split(wc.testbed), "rollout"
+        ),
+        code=code("run", "{testbed}"),
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
@@ -42,15 +46,15 @@ rule score_rewards:
         records=paths.run_file(paths.rollout_run(ROOT), "records.jsonl"),
     output:
         paths.scored(ROOT),
-    params:
-        run=input_dirname,
-        code=code("evolve", "score"),
+    log:
+        paths.log(ROOT, "score_rewards", paths.chain_stem()),
     group:
         "select"
     conda:
         TIPPING_ENV
-    log:
-        paths.log(ROOT, "score_rewards", paths.chain_stem()),
+    params:
+        run=input_dirname,
+        code=code("evolve", "score"),
     shell:
         "python -m tipping evolve score --run {params.run} --out {output} > {log} 2>&1"
 
@@ -59,20 +63,26 @@ rule filter_trajectories:
     input:
         paths.scored(ROOT),
     output:
+        **(
+            {"pairs": paths.ranked_pairs(ROOT)}
+            if P.evolution.finetune.method == "dpo"
+            else {}
+        ),
         kept=paths.kept(ROOT),
         summary=paths.summary_path(paths.kept(ROOT)),
-        **({"pairs": paths.ranked_pairs(ROOT)} if P.evolution.finetune.method == "dpo" else {}),
-    params:
-        rule=P.evolution.filter.rule,
-        fraction=P.evolution.filter.fraction,
-        pairs=lambda wc, output: _args(["--pairs-out", output.pairs]) if "pairs" in output.keys() else "",
-        code=code("evolve", "filter"),
+    log:
+        paths.log(ROOT, "filter_trajectories", paths.chain_stem()),
     group:
         "select"
     conda:
         TIPPING_ENV
-    log:
-        paths.log(ROOT, "filter_trajectories", paths.chain_stem()),
+    params:
+        rule=P.evolution.filter.rule,
+        fraction=P.evolution.filter.fraction,
+        pairs=lambda wc, output: (
+            _args(["--pairs-out", output.pairs]) if "pairs" in output.keys() else ""
+        ),
+        code=code("evolve", "filter"),
     shell:
         "python -m tipping evolve filter --scored {input} --rule {params.rule} --fraction {params.fraction}"
         " --out {output.kept} {params.pairs} > {log} 2>&1"
@@ -83,22 +93,22 @@ rule finetune_policy:
         unpack(finetune_inputs),
     output:
         directory(paths.evolved_adapter(ROOT)),
+    log:
+        paths.log(ROOT, "finetune_policy", paths.chain_stem()),
+    benchmark:
+        paths.benchmark(ROOT, "finetune_policy", paths.chain_stem())
     wildcard_constraints:
         round=r"[1-9]\d*",
+    conda:
+        TIPPING_ENV
+    threads: P.runtime.threads
+    resources:
+        **plan_resources("finetune_policy"),
     params:
         method=P.evolution.finetune.method,
         init=init_adapter_args,
         schedule=lambda wc: schedule_args(P.evolution.finetune.method, wc),
         code=code("evolve", "finetune"),
-    resources:
-        **plan_resources("finetune_policy"),
-    threads: P.runtime.threads
-    conda:
-        TIPPING_ENV
-    log:
-        paths.log(ROOT, "finetune_policy", paths.chain_stem()),
-    benchmark:
-        paths.benchmark(ROOT, "finetune_policy", paths.chain_stem())
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping evolve finetune --model {input.model} {params.init} --data {input.data}"

@@ -10,6 +10,21 @@ rule population_run:
     output:
         **paths.run_files(paths.population_run(ROOT)),
         edges=paths.population_edges(paths.population_run(ROOT)),
+    log:
+        paths.log(
+            ROOT,
+            "population_run",
+            "{model}_{network}_n{agents}_f{fraction}_{placement}_s{seed}",
+        ),
+    benchmark:
+        paths.benchmark(
+            ROOT,
+            "population_run",
+            "{model}_{network}_n{agents}_f{fraction}_{placement}_s{seed}",
+        )
+    conda:
+        TIPPING_ENV
+    threads: P.runtime.threads
     params:
         out=dirname_of("metrics"),
         policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
@@ -21,13 +36,6 @@ rule population_run:
         sampling=lambda wc: _args(P.sampling_args(wc.model, "multi")),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         code=code("run", "population"),
-    threads: P.runtime.threads
-    conda:
-        TIPPING_ENV
-    log:
-        paths.log(ROOT, "population_run", "{model}_{network}_n{agents}_f{fraction}_{placement}_s{seed}"),
-    benchmark:
-        paths.benchmark(ROOT, "population_run", "{model}_{network}_n{agents}_f{fraction}_{placement}_s{seed}")
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping run population {params.protocol} --placement {params.placement} --seed {params.seed}"
@@ -40,16 +48,16 @@ rule population_probe:
         model=paths.model_dir(ROOT),
     output:
         paths.population_probe(ROOT),
+    log:
+        paths.log(ROOT, "population_probe", "{model}"),
+    conda:
+        TIPPING_ENV
+    threads: P.runtime.threads
     params:
         policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
         probe=lambda wc: _args(P.population_probe_args()),
         sampling=lambda wc: _args(P.sampling_args(wc.model, "multi")),
         code=code("population", "probe"),
-    threads: P.runtime.threads
-    conda:
-        TIPPING_ENV
-    log:
-        paths.log(ROOT, "population_probe", "{model}"),
     shell:
         "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
         "python -m tipping population probe {params.probe} --policy {params.policy} {params.sampling}"
@@ -58,17 +66,19 @@ rule population_probe:
 
 rule population_report:
     input:
-        runs=lambda wc: [paths.run_file(run, "metrics.json") for run in population_runs(wc.model)],
+        runs=lambda wc: [
+            paths.run_file(run, "metrics.json") for run in population_runs(wc.model)
+        ],
         response=paths.population_probe(ROOT),
     output:
         directory(paths.population_report(ROOT)),
+    log:
+        paths.log(ROOT, "population_report", "{model}"),
+    conda:
+        TIPPING_ENV
     params:
         runs=lambda wc: _args(population_runs(wc.model)),
         code=code("population", "report"),
-    conda:
-        TIPPING_ENV
-    log:
-        paths.log(ROOT, "population_report", "{model}"),
     shell:
         "python -m tipping population report {params.runs} --response {input.response} --out {output}"
         " > {log} 2>&1"

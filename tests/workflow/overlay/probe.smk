@@ -6,12 +6,12 @@
 rule probe_fail_once:
     output:
         f"{ROOT}/checks/fail_once.done",
-    params:
-        marker=f"{ROOT}/checks/fail_once.attempted",
     log:
         paths.log(ROOT, "probe_fail_once", "probe"),
+    params:
+        marker=f"{ROOT}/checks/fail_once.attempted",
     shell:
         "if [ ! -e {params.marker} ]; then"
-        " mkdir -p \"$(dirname {params.marker})\"; touch {params.marker};"
+        ' mkdir -p "$(dirname {params.marker})"; touch {params.marker};'
         " echo 'injected failure: first attempt exits 1' > {log}; exit 1; fi; "
         "echo 'attempt after the injected failure succeeded' > {log}; echo ok > {output}"
