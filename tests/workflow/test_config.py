@@ -68,7 +68,7 @@ def test_every_key_of_params_yaml_is_commented():
     assert not uncommented, uncommented
 
 
-@pytest.mark.parametrize("overlay", ["config/demo.yaml", "config/ci.yaml"])
+@pytest.mark.parametrize("overlay", ["config/study.yaml", "config/demo.yaml", "config/ci.yaml"])
 def test_overlays_validate(overlay):
     p = Params.from_files(ROOT / "params.yaml", ROOT / overlay)
     assert p.results.startswith("results/")

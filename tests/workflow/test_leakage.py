@@ -17,7 +17,7 @@ from tipping.scenarios import write_items
 from tipping.scenarios.generator import make_split
 
 PARSER = build_parser()
-CONFIGS = {"paper": [], "demo": ["config/demo.yaml"], "ci": ["config/ci.yaml"]}
+CONFIGS = {"paper": [], "study": ["config/study.yaml"], "demo": ["config/demo.yaml"], "ci": ["config/ci.yaml"]}
 # what decides the items a job plays or trains on, and its seeds
 ITEM_FIELDS = ("items", "scenarios", "items_seed", "limit", "seed", "agents", "thresholds", "reward_sets", "rounds",
                "window", "supervision", "feedback")
