@@ -10,6 +10,8 @@ rule population_run:
     output:
         **paths.run_files(paths.population_run(ROOT)),
         edges=paths.population_edges(paths.population_run(ROOT)),
+    resources:
+        **plan_resources("population_run"),
     params:
         out=dirname_of("metrics"),
         policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
@@ -40,6 +42,8 @@ rule population_probe:
         model=paths.model_dir(ROOT),
     output:
         paths.population_probe(ROOT),
+    resources:
+        **plan_resources("population_probe"),
     params:
         policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
         probe=lambda wc: _args(P.population_probe_args()),
