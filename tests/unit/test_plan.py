@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tipping import plan
+from tipping import plan, plan_turns
 from tipping.cli import main
 from tipping.config import Params
 from tipping.errors import InputError
@@ -272,7 +272,7 @@ def test_population_tokens_follow_the_decision_and_the_probe_always_scores(grid)
     probe = plan.row_of(rows, "population_probe", "qwen3-8b", plan.POPULATION_PROBE)
     assert probe.turns == 1 * (1 + 2 * (3 + 1)) and probe.new_tokens == 0
     assert probe.prompt_tokens[0] == probe.prompt_tokens[1] == 2 * sum(
-        t for *_, t, _ in plan._probed(tuple(paper.population_probe_args())))
+        t for *_, t, _ in plan_turns.probed(tuple(paper.population_probe_args())))
 
 
 def test_no_population_networks_no_population_rows(paper):
