@@ -4,8 +4,11 @@ Per rule and per (model, testbed): jobs, turns, prompt and new tokens, KV-cache 
 configured batch, the batch that fits, and GPU-hours at an assumed throughput (THROUGHPUT, printed
 with the table). How the numbers are made, so that each can be checked by hand:
 
-- turns: the rule's episodes, built from params as the rules build them (items, limits, grid),
-  played round by round with the short JSON answer of the aligned option every turn;
+- turns (tipping.plan_turns): the rule's episodes, built from params as the rules build them
+  (items, limits, grid), played round by round with the short JSON answer of the aligned option
+  every turn; a population job's episodes are built by `tipping run population`'s own code from
+  the rule's arguments (confederates answer no turns), the probe's turns by the probe's (always
+  forced choice);
 - prompt tokens: no tokenizer (the models may not be on this host): the prompt's characters / 4
   plus 5 tokens per message (role markers of the chat template). Lower bound: the played prompts,
   whose history holds short JSON answers. Upper bound: every past answer visible in the prompt
@@ -33,22 +36,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
-from tipping import scenarios
 from tipping.config import Params
 from tipping.errors import InputError
+from tipping.plan_turns import (CHARS_PER_TOKEN, POPULATION_PROBE, TOKENS_PER_MESSAGE, played, population_key,
+                                population_played, probed, tokens)
 from tipping.policies.models import MODEL_SHAPES
-from tipping.rollout import Answer
 from tipping.testbeds.base import canonical_answer
-from tipping.testbeds.multi import MultiEpisode, MultiSettings
-from tipping.testbeds.single import SingleEpisode, SingleSettings
 
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 5
 GPU_DTYPE_BYTES = 2  # bf16, the GPU dtype of every backend
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 HOST_BASE_GIB = 8  # a model job's host memory besides the weights: Python, torch/vLLM, CUDA context, records
@@ -81,42 +79,6 @@ def memory_bound_bytes(model: str, batch: int, tokens: int, dtype: str = "bfloat
 def size_class(model: str, throughput: dict = THROUGHPUT) -> str:
     params = MODEL_SHAPES[model].params
     return next((name for name, t in throughput.items() if params < t["max_params"]), list(throughput)[-1])
-
-
-def tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-# --- the episodes of a rule, played with short answers ---------------------------------------------
-
-@lru_cache(maxsize=None)
-def _played(testbed: str, split: str, limit: int | None, rounds: int, window: int, agents: int,
-            thresholds: tuple, reward_sets: tuple, items_seed: int) -> tuple[tuple[int, int, int, int], ...]:
-    if testbed == "single":
-        items = scenarios.load_single_items(split, seed=items_seed)[:limit]
-        episodes = [SingleEpisode(i, SingleSettings(rounds=rounds, window=window), 0) for i in items]
-    elif scenarios.kind(split) == "multi-games":
-        settings = MultiSettings(agents=agents, rounds=rounds, window=window)
-        episodes = [MultiEpisode(g, t, rs, settings, 0) for t in thresholds for rs in reward_sets
-                    for g in scenarios.load_multi_games(split)[:limit]]
-    else:  # one-shot items: each its own game (n, threshold, factors)
-        items = scenarios.load_multi_items(split, seed=items_seed)[:limit]
-        episodes = [MultiEpisode.from_item(i, MultiSettings(rounds=rounds, window=window), 0) for i in items]
-    seen = []  # per turn: (round, agent, prompt tokens, past answers in the prompt)
-    for r in range(1, rounds + 1):  # round-synchronous, as the rollout engine plays
-        for episode in episodes:
-            turns = episode.turns(r)
-            seen += [(r, t.agent, sum(tokens(m["content"]) + TOKENS_PER_MESSAGE for m in t.messages),
-                      sum(m["role"] == "assistant" for m in t.messages)) for t in turns]
-            episode.record(r, [Answer(canonical_answer(t.options.aligned)) for t in turns])
-    return tuple(seen)
-
-
-def played(p: Params, testbed: str, split: str, limit: int | None):
-    sec = getattr(p, testbed)
-    grid = (sec.agents, tuple(sec.thresholds), tuple(tuple(r) for r in sec.reward_sets)) if testbed == "multi" \
-        else (0, (), ())
-    return _played(testbed, split, limit, sec.rounds, sec.window, *grid, p.items_seed)
 
 
 # --- per rule -------------------------------------------------------------------------------------
@@ -157,14 +119,17 @@ def weights_gib(model: str) -> float:
 
 
 def _generation_row(p: Params, rule: str, model: str, testbed: str, jobs: int, seen, gpu_gib: float,
-                    throughput: dict) -> Row:
+                    throughput: dict, section: str | None = None, decision: str | None = None) -> Row:
+    """`section`: the params section whose max_new_tokens the rule passes (default: the testbed's);
+    `decision`: the rule's, if not the model's."""
     ms = p.model_settings[model]
-    new = max_new_tokens(p, model, testbed)
+    decision = decision or ms.decision
+    new = max_new_tokens(p, model, section or testbed)
     answer = tokens(canonical_answer("comply")) + TOKENS_PER_MESSAGE
     lo = sum(t for *_, t, _ in seen)
-    hi = sum(t + a * (new - answer) for *_, t, a in seen) if ms.decision == "generate" else lo
-    longest = max((t + a * (new - answer) if ms.decision == "generate" else t for *_, t, a in seen), default=0)
-    if ms.decision == "choice":  # two scored sequences per turn, nothing generated
+    hi = sum(t + a * (new - answer) for *_, t, a in seen) if decision == "generate" else lo
+    longest = max((t + a * (new - answer) if decision == "generate" else t for *_, t, a in seen), default=0)
+    if decision == "choice":  # two scored sequences per turn, nothing generated
         lo, hi, new_total, per_seq, seqs = 2 * lo, 2 * hi, 0, longest + answer, 2
     else:
         new_total, per_seq, seqs = len(seen) * new, longest + new, 1
@@ -230,6 +195,32 @@ def rows(p: Params, gpu_gib: float = 80.0, throughput: dict = THROUGHPUT) -> lis
                 out.append(Row(f"finetune_policy ({method})", model, testbed, len(defences) * seeds * rounds, 0,
                                (0, 0), 0, train_tokens=seen,
                                gpu_hours=_training_hours(model, seen, len(defences) * seeds * rounds, throughput)))
+        out += _population_rows(p, model, gpu_gib, throughput)
+    return out
+
+
+def _population_rows(p: Params, model: str, gpu_gib: float, throughput: dict) -> list[Row]:
+    """population_run per (network, agents, fraction), its jobs the placements x seeds, played at the
+    first of each: a job's turns are (N - confederates) x games x rounds whatever the placement and
+    seed, its prompts as long on the complete graph (elsewhere the degrees vary a little with them).
+    population_probe: forced choice (the probe scores, whatever the model's decision)."""
+    pop = p.population
+    if not pop.networks:
+        return []
+    seeds = pop.replicates(p.seeds)
+    out = []
+    for network in pop.networks:
+        for agents in pop.agents:
+            for fraction in pop.fractions:
+                argv = (*p.population_args(pop.slug(network), agents, fraction),
+                        "--placement", pop.placements[0], "--seed", str(seeds[0]))
+                out.append(_generation_row(p, "population_run", model,
+                                           population_key(pop.slug(network), agents, f"{fraction:g}"),
+                                           len(pop.placements) * len(seeds), population_played(argv), gpu_gib,
+                                           throughput, section="multi"))
+    out.append(_generation_row(p, "population_probe", model, POPULATION_PROBE, 1,
+                               probed(tuple(p.population_probe_args())), gpu_gib, throughput, section="multi",
+                               decision="choice"))
     return out
 
 
@@ -266,6 +257,15 @@ def row_of(table: list[Row], rule: str, model: str, testbed: str, defence: str |
         if (name, r.model, r.testbed) == (rule, model, testbed) and (rule != "align_policy" or method == f"{defence})"):
             return r
     raise KeyError(f"no plan row for {rule} {model} {testbed} {defence or ''}")
+
+
+def job_row(table: list[Row], rule: str, wildcards: dict) -> Row:
+    """The plan's row of a DAG job, from its rule and wildcards."""
+    if rule == "population_run":
+        testbed = population_key(wildcards["network"], wildcards["agents"], wildcards["fraction"])
+    else:
+        testbed = POPULATION_PROBE if rule == "population_probe" else wildcards["testbed"]
+    return row_of(table, rule, wildcards["model"], testbed, wildcards.get("defence"))
 
 
 def job_resources(row: Row, attempt: int = 1) -> dict:
@@ -313,7 +313,9 @@ def estimate(p: Params, gpu_gib: float, throughput: dict = THROUGHPUT) -> dict:
         "total": {"jobs": sum(r.jobs for r in table), "turns": sum(r.jobs * r.turns for r in table),
                   "prompt_tokens": [sum(r.jobs * r.prompt_tokens[i] for r in table) for i in (0, 1)],
                   "new_tokens": sum(r.jobs * r.new_tokens for r in table),
-                  "gpu_hours": round(sum(r.gpu_hours for r in table), 1)},
+                  "gpu_hours": round(sum(r.gpu_hours for r in table), 1),
+                  "gpu_hours_by_rule": {rule: round(sum(r.gpu_hours for r in table if r.rule == rule), 1)
+                                        for rule in dict.fromkeys(r.rule for r in table)}},
     }
 
 
@@ -341,6 +343,7 @@ def render(plan: dict) -> str:
     t, a = plan["total"], plan["assumptions"]
     lines += ["", f"total: {t['jobs']} jobs, {t['turns']:,} turns, prompt tokens {_n(t['prompt_tokens'][0])}-"
                   f"{_n(t['prompt_tokens'][1])}, new tokens <= {_n(t['new_tokens'])}, {t['gpu_hours']:,} GPU-hours",
+              "GPU-hours by rule: " + ", ".join(f"{k} {v:,}" for k, v in t["gpu_hours_by_rule"].items()),
               f"assumed: prompt tokens = {a['prompt_tokens']} (no tokenizer); new tokens = max_new_tokens per turn; "
               f"KV fits in {a['usable_share']:.0%} of {a['gpu_memory_gib']:g} GiB minus the weights; a job (SLURM, "
               f"1 GPU) asks for {HOST_BASE_GIB} GiB + twice the weights of host memory and {STARTUP_MINUTES} min + "

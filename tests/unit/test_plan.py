@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tipping import plan
+from tipping import plan, plan_turns
 from tipping.cli import main
 from tipping.config import Params
 from tipping.errors import InputError
@@ -70,7 +70,10 @@ def test_small_overlay_total_turns_by_hand():
     evaluate = (2 * 1 * 2 * 2) * (2 * 2)  # (defences x seeds x rounds 0..1 x conditions) x (2 items x 2 rounds)
     rollout = (2 * 1 * 1) * (2 * 2)  # (defences x seeds x evolution rounds) x (2 train items x 2 rounds)
     pairs = 4 * 2 * plan.PAIR_TRIES  # 4 train items, both sides, every try
-    assert total == evaluate + rollout + pairs == 80
+    # 6 agents on a ring, 2 rounds, 1 game: 6 free agents (fraction 0), then 3 (0.5: 3 confederates);
+    # the probe at degree 2: 1 first-round turn + 2 x 3 grid turns
+    population = 6 * 2 + 3 * 2 + (1 + 2 * 3)
+    assert total == evaluate + rollout + pairs + population == 105
 
 
 def test_prompt_bounds_follow_the_history(paper):
@@ -198,3 +201,88 @@ def test_smollm2_cache_and_weights_are_the_plans_bound(smollm2_model):
     weights = sum(p.nbytes for p in net.parameters())
     assert weights + cache == plan.memory_bound_bytes("smollm2-135m-instruct", batch, tokens, "float32")
     assert cache == batch * tokens * plan.kv_bytes_per_token("smollm2-135m-instruct", 4)
+
+
+# --- populations (issue 13) -------------------------------------------------------------------------
+
+def _population(base: Params, **population) -> Params:
+    data = base.model_dump(mode="json")
+    data["population"].update(population)
+    return Params.load(data)
+
+
+@pytest.fixture(scope="module")
+def grid() -> Params:
+    """Two networks, two fractions, two placements and population seeds other than the DAG's."""
+    ci = Params.from_files(ROOT / "params.yaml", ROOT / "config/ci.yaml")
+    return _population(ci, networks=["ring:k=2", "complete"], agents=[6], fractions=[0.0, 0.5],
+                       placements=["random", "clustered"], seeds=[3, 4])
+
+
+def test_population_jobs_are_the_dags(grid):
+    """Jobs per row: the run folders common.smk's population_runs lists for that network, N and fraction
+    (placements x population.seeds, not the top-level seeds); one probe per model."""
+    from collections import Counter
+
+    pop = grid.population
+    folders = Counter(plan.population_key(pop.slug(net), n, f"{f:g}") for net in pop.networks for n in pop.agents
+                      for f in pop.fractions for _ in pop.placements for _ in pop.replicates(grid.seeds))
+    rows = plan.rows(grid, 80.0)
+    assert {r.testbed: r.jobs for r in rows if r.rule == "population_run"} == folders == {
+        "ring_k2 n6 f0": 4, "ring_k2 n6 f0.5": 4, "complete n6 f0": 4, "complete n6 f0.5": 4}
+    (probe,) = [r for r in rows if r.rule == "population_probe"]
+    assert (probe.jobs, probe.testbed) == (1, plan.POPULATION_PROBE)
+
+
+@pytest.mark.parametrize("network", ["ring_k2", "complete"])
+@pytest.mark.parametrize("fraction", ["0", "0.5"])
+def test_population_row_is_what_the_job_asks_the_policy(grid, tmp_path, network, fraction):
+    """Run the job as the rule runs it (its arguments, scripted:comply): the policy's turns (records
+    of non-confederates) are the row's turns/job at every placement and seed, and their prompts,
+    read back from prompts.jsonl, hold the row's lower-bound prompt tokens exactly (the plan plays
+    the aligned answer, as scripted:comply does; forced choice scores each prompt twice)."""
+    pop = grid.population
+    row = plan.job_row(plan.rows(grid, 80.0), "population_run",
+                       {"model": "tiny-qwen3", "network": network, "agents": "6", "fraction": fraction})
+    for placement in pop.placements:
+        for seed in pop.seeds:
+            out = tmp_path / f"{placement}{seed}"
+            assert main(["run", "population", *grid.population_args(network, 6, fraction), "--placement", placement,
+                         "--seed", str(seed), "--policy", "scripted:comply", "--no-progress", "--out", str(out)]) == 0
+            records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
+            asked = [r for r in records if not r["confederate"]]
+            assert len(asked) == row.turns == (6 - round(float(fraction) * 6)) * 2  # free agents x rounds (1 game)
+            if (placement, seed) == (pop.placements[0], pop.seeds[0]):  # the job the row played
+                prompts = {x["prompt_sha"]: x["messages"] for x in map(json.loads, (out / "prompts.jsonl").open())}
+                scored = 2 if grid.model_settings["tiny-qwen3"].decision == "choice" else 1  # sequences a turn
+                assert scored * sum(plan.tokens(m["content"]) + plan.TOKENS_PER_MESSAGE for r in asked
+                                    for m in prompts[r["prompt_sha"]]) == row.prompt_tokens[0]
+
+
+def test_population_tokens_follow_the_decision_and_the_probe_always_scores(grid):
+    """population_run generates multi.max_new_tokens per turn for a generating model (the rule passes
+    the multi sampling flags); the probe scores two sequences per turn whatever the decision, on
+    games x (1 first-round turn + 2 x (degree + 1) grid turns)."""
+    paper = _population(Params.from_files(ROOT / "params.yaml"), networks=["ring:k=2"], agents=[6],
+                        fractions=[0.5], probe_degree=3)
+    rows = plan.rows(paper, 80.0)
+    run = plan.row_of(rows, "population_run", "qwen3-8b", "ring_k2 n6 f0.5")
+    assert run.turns == 3 * 10 and run.new_tokens == run.turns * paper.multi.max_new_tokens == 30 * 3276
+    assert run.prompt_tokens[1] > run.prompt_tokens[0]  # past answers of up to max_new_tokens in view
+    probe = plan.row_of(rows, "population_probe", "qwen3-8b", plan.POPULATION_PROBE)
+    assert probe.turns == 1 * (1 + 2 * (3 + 1)) and probe.new_tokens == 0
+    assert probe.prompt_tokens[0] == probe.prompt_tokens[1] == 2 * sum(
+        t for *_, t, _ in plan_turns.probed(tuple(paper.population_probe_args())))
+
+
+def test_no_population_networks_no_population_rows(paper):
+    assert paper.population.networks == []
+    assert not [r for r in plan.rows(paper, 80.0) if r.rule.startswith("population")]
+
+
+def test_population_gpu_hours_by_rule(grid):
+    total = plan.estimate(grid, 80.0)["total"]
+    rows = plan.rows(grid, 80.0)
+    assert total["gpu_hours_by_rule"]["population_run"] == round(
+        sum(r.gpu_hours for r in rows if r.rule == "population_run"), 1)
+    assert list(total["gpu_hours_by_rule"])[-2:] == ["population_run", "population_probe"]

@@ -7,7 +7,8 @@ import yaml
 
 from smk_helpers import CI, ROOT, copy_workflow, jobs_ran, snakemake
 
-GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy"}
+GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy",
+             "population_run", "population_probe"}
 
 
 def test_a_batch_that_cannot_fit_stops_snakemake_before_any_job(tmp_path):
@@ -63,8 +64,7 @@ def test_model_jobs_get_the_plans_resources(tmp_path):
         elif s.startswith("resources:"):
             got = dict(kv.split("=", 1) for kv in s[len("resources:"):].strip().split(", "))
             if rule in GPU_RULES:
-                row = plan.row_of(rows, rule, wildcards["model"], wildcards["testbed"], wildcards.get("defence"))
-                want = plan.job_resources(row)
+                want = plan.job_resources(plan.job_row(rows, rule, wildcards))
                 assert (int(got["mem_mb"]), int(got["gpu"]), int(got["runtime"])) == (
                     want["mem_mb"], want["gpu"], want["runtime"]), (rule, wildcards)
                 assert got["slurm_partition"] == "gpu"

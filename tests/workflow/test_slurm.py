@@ -22,7 +22,8 @@ if shutil.which("sinfo") is None:
                 allow_module_level=True)
 
 SLURM_CI = str(ROOT / "workflow/profiles/slurm-ci")
-GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy"}
+GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy",
+             "population_run", "population_probe"}
 
 
 @pytest.fixture(scope="module")

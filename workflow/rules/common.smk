@@ -101,8 +101,7 @@ def plan_resources(rule):
 
     def resource(key):
         return lambda wc, attempt: plan.job_resources(
-            plan.row_of(_plan_rows(), rule, wc.model, wc.testbed, wc.get("defence")),
-            attempt,
+            plan.job_row(_plan_rows(), rule, dict(wc.items())), attempt
         )[key]
 
     return {key: resource(key) for key in ("mem_mb", "gpu", "runtime")}

@@ -25,6 +25,8 @@ rule population_run:
     conda:
         TIPPING_ENV
     threads: P.runtime.threads
+    resources:
+        **plan_resources("population_run"),
     params:
         out=dirname_of("metrics"),
         policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
@@ -53,6 +55,8 @@ rule population_probe:
     conda:
         TIPPING_ENV
     threads: P.runtime.threads
+    resources:
+        **plan_resources("population_probe"),
     params:
         policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
         probe=lambda wc: _args(P.population_probe_args()),
