@@ -157,6 +157,11 @@ def test_fresh_clone_pulls_over_http_and_has_nothing_to_do(ci_run, tmp_path):
         clone = tmp_path / "clone"
         sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
         assert dvc(clone, "remote", "default").strip() == "public"
+        # the small outputs (cache: false) came with git; records, parquet and adapters come with the pull
+        assert (clone / CI_RESULTS / "figures" / "single_rounds.png").is_file()
+        assert (clone / CI_RESULTS / "tables" / "rates.md").is_file()
+        assert not (clone / CI_RESULTS / "tables" / "records.parquet").exists()
+        assert not (clone / CI_RESULTS / "evals").exists()
         dvc(clone, "pull", "ci")
         pulled = [p for p in served if p.startswith("/files/md5/")]
         assert pulled, "nothing came over HTTP"
@@ -166,8 +171,8 @@ def test_fresh_clone_pulls_over_http_and_has_nothing_to_do(ci_run, tmp_path):
         dry = snakemake(clone, "-n", "all", "--configfile", CI)
         assert "Nothing to be done" in dry.stdout + dry.stderr
 
-        # read-only: a push from the clone (a changed figure folder) goes to the HTTP remote and is refused
-        (clone / CI_RESULTS / "figures" / "extra.txt").write_text("a change\n")
+        # read-only: a push from the clone (a changed cached folder) goes to the HTTP remote and is refused
+        (clone / CI_RESULTS / "viewer" / "extra.txt").write_text("a change\n")
         dvc(clone, "commit", "-f", "ci")
         before = sorted(store.rglob("*"))
         push = subprocess.run([str(VENV_BIN / "dvc"), "push", "ci"], cwd=clone, env=env(clone), capture_output=True,
