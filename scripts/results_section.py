@@ -71,9 +71,28 @@ def _drift_sentence(rates: pd.DataFrame, effects: pd.DataFrame, testbed: str) ->
     eff = _pooled(effects[(effects["testbed"] == testbed) & (effects["defence"] == "none")
                           & (effects["evolution_round"] == "0") & (effects["round"] == last["round"])])
     parts = [f"{row['control']} {row['difference']:+.2f} {_ci(row['ci_low'], row['ci_high'])}, p = {row['p_value']:.2g} "
-             f"({'excludes' if row['ci_low'] > 0 or row['ci_high'] < 0 else 'includes'} 0)"
+             f"({'excludes' if row['ci_low'] > 0 or row['ci_high'] < 0 else 'includes'} 0; "
+             f"{int(row['n_clusters'])} clusters)"
              for row in eff.sort_values("control").to_dict("records")]
     return text + (" Treatment minus control in that round, paired: " + "; ".join(parts) + "." if parts else "")
+
+
+def _training_sentence(rates: pd.DataFrame, testbed: str) -> str:
+    """How many (condition, round) cells of each trained policy differ from the base model's, and
+    the largest change of mean P(deviant): whether the weight-level steps moved the model at all."""
+    cells = _pooled(rates[rates["testbed"] == testbed]).set_index(["defence", "evolution_round", "condition", "round"])
+    base = cells.xs(("none", "0"), level=["defence", "evolution_round"])
+    parts = []
+    for (defence, evo), g in cells.groupby(level=["defence", "evolution_round"], sort=True):
+        if (defence, evo) == ("none", "0"):
+            continue
+        g = g.droplevel(["defence", "evolution_round"]).reindex(base.index)
+        changed = int((g["rate"] != base["rate"]).sum())
+        shift = (g["mean_p"] - base["mean_p"]).abs().max()
+        parts.append(f"{defence}, evolution round {evo}: {changed} of {len(base)} cells differ, "
+                     f"mean P(deviant) moves by at most {shift:.4f}")
+    return (f"Weight-level training, {testbed} (each trained policy against the base model, every condition "
+            f"and round): " + "; ".join(parts) + ".") if parts else ""
 
 
 def _evolution_table(evolution: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +105,7 @@ def _evolution_table(evolution: pd.DataFrame) -> pd.DataFrame:
             rows.append({"testbed": testbed, "defence": defence, "in-context round": f"{in_context} ({row['round']})",
                          "evolution round": row["evolution_round"],
                          "rate [cluster 95% CI]": f"{row['rate']:.2f} {_ci(row['cluster_ci_low'], row['cluster_ci_high'])}",
-                         "n": int(row["n"])})
+                         "mean P(deviant)": f"{row['mean_p']:.4f}", "n": int(row["n"])})
     return pd.DataFrame(rows)
 
 
@@ -105,6 +124,7 @@ def _population(root: Path, rel: str) -> str:
                                                                      curve["ci_high"])]})
     masses = "; ".join(f"{c['network']} (threshold {c['threshold']}): "
                        f"{c['critical_mass'] if c['critical_mass'] is not None else 'none in the grid'}"
+                       + (" (above 1/2 already without confederates)" if c["critical_mass"] == 0 else "")
                        for c in summary["critical_mass"])
     return ("### Populations\n\n" + _md(table) + f"\n\nCritical mass (the smallest confederate fraction whose final "
             f"adoption interval lies above 1/2): {masses}. Figures and tables: `{rel}/`.\n")
@@ -135,17 +155,26 @@ def section(root: Path = ROOT) -> str:
     evo = _evolution_table(evolution)
     if not evo.empty:
         out += ["### Weight-level self-evolution (treatment)", "", _md(evo), ""]
+        out += [sentence + "\n" for sentence in map(lambda t: _training_sentence(rates, t), rates["testbed"].unique())
+                if sentence]
     out += [_population(root, f"{STUDY}/population_report/{config['models'][0]}")]
     out += ["### Figures", ""] + [f"![{caption}]({STUDY}/figures/{name}.png)" for name, caption in FIGURES
                                   if (study / "figures" / f"{name}.png").is_file()]
     out += ["", "**What this shows and does not show.** A 135M-parameter model on a 2-core CPU, forced choice "
             "(the rate is sampled from the model's P(deviant) of the two canonical answers, not parsed free text), "
-            f"{config['single']['limit']} of the 64 test items, {len(config['seeds'])} replicate(s), "
-            f"{config['evolution']['rounds']} weight-level round(s) of a few SFT steps: the pipeline's real path end "
-            "to end with honest intervals, not the paper's 8B-scale result. The intervals are wide at these sizes; "
-            "read a difference only where its interval excludes 0. The paper's grid is `dvc repro paper` on GPUs.",
+            f"{config['single']['limit']} of the 64 test items, {_count(len(config['seeds']), 'replicate')}, "
+            f"{_count(config['evolution']['rounds'], 'weight-level round')} of {config['sft']['max_steps']} SFT steps "
+            f"after {config['dpo']['max_steps']} DPO steps: the pipeline's real path end to end with honest intervals, "
+            "not the paper's 8B-scale result. The intervals are wide at these sizes, and an interval over a handful "
+            "of clusters (a multi-agent episode is one) is rough; read a difference only where its interval "
+            "excludes 0, and the option-order control first: a policy that picks the answer listed first shows it "
+            "as a large treatment - control_swapped difference. The paper's grid is `dvc repro paper` on GPUs.",
             END]
     return "\n".join(out)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _replace(readme: str, text: str) -> str:
