@@ -97,8 +97,7 @@ def _training_sentence(rates: pd.DataFrame, testbed: str) -> str:
 
 def _evolution_table(evolution: pd.DataFrame) -> pd.DataFrame:
     """Treatment rate by defence x evolution round, at the first and the last in-context round."""
-    treated = _pooled(evolution[evolution["condition"] == TREATMENT]) if "threshold" in evolution else \
-        evolution[evolution["condition"] == TREATMENT]
+    treated = evolution[evolution["condition"] == TREATMENT]  # evolution.csv pools the grid cells
     rows = []
     for (testbed, defence, in_context), g in treated.groupby(["testbed", "defence", "in_context"], sort=True):
         for row in g.sort_values("evolution_round").to_dict("records"):
