@@ -169,3 +169,19 @@ def test_resume_on_a_cold_policy_gives_identical_records(tiny_model, tmp_path, d
     cache = ResponseCache(tmp_path / "cache")
     run(killed_after, cache, 64)
     assert run(4, cache, 1) == whole
+
+
+def test_chunks_longer_than_a_pass_are_cut_canonically(tiny_model):
+    """With 16-token passes every prompt's chunks are cut into pieces: the scores stay the same
+    floats in any batch and agree with the one-pass reference."""
+    small = TransformersPolicy(tiny_model, pass_tokens=16)
+    reference = TransformersPolicy(tiny_model, prefix_cache=False)
+    turns = [t for row in conversations() for t in row]
+    prompt, ends = small._prompt(turns[-1], SAMPLING)
+    assert len(prompt) > 48 and max(b - a for a, b in zip([0, *ends], ends)) <= 16
+    together = small.score_choices(turns, SAMPLING)
+    assert [cold(small, t) for t in turns] == together
+    for t, score in zip(turns, together):
+        assert abs(p_deviant(score) - p_deviant(reference.score_choices([t], SAMPLING)[0])) <= 1e-6
+    small.close()
+    reference.close()

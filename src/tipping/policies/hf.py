@@ -1,25 +1,28 @@
-"""The transformers backend: CPU or GPU, prefix KV reuse, batched decoding, seeded per turn.
+"""The transformers backend: CPU or GPU, packed prefill with prefix KV reuse, batched scoring and
+decoding, seeded per turn.
 
-Prefill (both modes): a prompt runs in canonical chunks, each alone (batch 1, no padding) on the
-KV cache of the chunks before it; chunks end where the conversation's system prompt and earlier
-prompts end (`ChatTokenizer.chunk_ends`), so round r's prompt starts with round r-1's chunks and
-finds their KV in a trie keyed by the chunks' token ids (policies/prefix.py, LRU token budget).
-The floats of a prompt therefore depend only on the prompt: reused or recomputed (a resumed run
-starts cold), in any batch and order, they are bitwise the same, and records stay byte-identical.
-They differ from one pass over the whole prompt in the last bits (batched matmuls of other shapes
-round differently), so the prefix-cache policy has its own id (".../chunked"); in fp32 its
-P(deviant) agrees with one-pass scoring within 1e-6 (tests/integration/test_prefix_cache.py).
-`prefix_cache=False` is that one-pass per-turn path: the reference and the benchmark's baseline.
+Prefill (both modes): a prompt runs in canonical chunks on the KV of the chunks before it; chunks
+end where the conversation's system prompt and earlier prompts end (`ChatTokenizer.chunk_ends`),
+so round r's prompt starts with round r-1's chunks and finds their KV in a trie keyed by the
+chunks' token ids (policies/prefix.py, LRU token budget). A round's missing chunks are computed
+together, wave by wave, in packed passes of fixed shape (policies/packed.py), a chunk that several
+prompts share once. A chunk's floats depend only on its tokens and its prefix: reused or
+recomputed (a resumed run starts cold), in any batch and order, they are bitwise the same, and
+records stay byte-identical. They differ from one standard pass over the whole prompt in the last
+bits (other matrix shapes round differently), so the packed policy has its own id (".../packed");
+in fp32 its P(deviant) agrees with one-pass scoring within 1e-6 on the tiny model
+(tests/integration/test_prefix_cache.py). `prefix_cache=False` is that one-pass per-turn path:
+the reference and the benchmark's baseline.
 
-Scoring: both answers continue from the prompt's KV, cropped back in between; log-probabilities
-are summed in float64. Generation: each row is prefilled alone, then the rows decode as one
-left-padded batch; every turn samples from its own torch.Generator seeded with turn.seed with
-one uniform draw per new token, so its random stream never depends on its batch. The decode
-steps do share the batch: in fp32 (the CPU default) that changes a token only when a draw falls
-within ~1e-5 of a token boundary (a turn alone and in a batch gave identical text in all our
-checks, on CPU and on a GPU); in bf16 (the GPU default) it often does, so a resumed generate run
-on a GPU matches an uninterrupted one only where the chunks match (the Engine keeps them
-aligned) or with dtype="float32".
+Scoring: every turn's two answers continue its prompt as one packed unit (each answer sees the
+prompt and itself), all turns of a batch in one pass; log-probabilities are summed in float64.
+Generation: the rows are prefilled (packed), then decode as one left-padded batch; every turn
+samples from its own torch.Generator seeded with turn.seed with one uniform draw per new token,
+so its random stream never depends on its batch. The decode steps do share the batch: in fp32
+(the CPU default) that changes a token only when a draw falls within ~1e-5 of a token boundary
+(a turn alone and in a batch gave identical text in all our checks, on CPU and on a GPU); in bf16
+(the GPU default) it often does, so a resumed generate run on a GPU matches an uninterrupted one
+only where the chunks match (the Engine keeps them aligned) or with dtype="float32".
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import Sequence
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
 from tipping.policies.models import WEIGHT_PATTERNS, sampling_defaults, validate_model_dir
+from tipping.policies import packed
+from tipping.policies.packed import Segment
 from tipping.policies.prefix import PrefixTrie
 from tipping.testbeds.base import Turn, canonical_answer, clean_text
 
@@ -145,7 +150,8 @@ class ChatTokenizer:
 
 class TransformersPolicy(Policy):
     def __init__(self, model: str, adapter: str | None = None, device: str = "auto", dtype: str | None = None,
-                 batch_size: int | None = None, prefix_cache: bool = True, prefix_budget_tokens: int = 1 << 17):
+                 batch_size: int | None = None, prefix_cache: bool = True, prefix_budget_tokens: int = 1 << 17,
+                 pass_tokens: int = 1024):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -157,7 +163,7 @@ class TransformersPolicy(Policy):
         self.device = torch.device(device)
         # bf16 halves memory on GPUs; CPU stays fp32 for exact, portable reproducibility
         self.dtype = getattr(torch, dtype) if dtype else torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.batch_size = batch_size
+        self.batch_size, self.pass_tokens = batch_size, pass_tokens
         if self.device.type == "cuda":
             # cuDNN attention builds an execution plan for every new shape, and decoding grows the
             # KV length each step: measured 3x slower generation on an H200 than the mem-efficient kernel
@@ -168,16 +174,18 @@ class TransformersPolicy(Policy):
         except OSError as exc:  # offline hub id, or a folder transformers cannot read
             raise InputError(f"{model}: cannot load the model ({str(exc).splitlines()[0]}); "
                              "run `tipping model prepare NAME --out DIR` and pass DIR") from None
+        if prefix_cache:
+            packed.enable(self.model)
         if adapter:
             self.model = self._with_adapter(model, str(adapter))
         self.chat = ChatTokenizer(tokenizer)
         self.stop = self.chat.stop_ids(self.model.generation_config)
         self.default_sampling = sampling_defaults(self.model.config.to_dict() | {"_name_or_path": model})
         self.prefix = PrefixTrie(prefix_budget_tokens) if prefix_cache else None
-        # chunked prefill gives other last-bit floats than one pass over the prompt: a separate identity
+        # packed prefill gives other last-bit floats than one pass over the prompt: a separate identity
         # keeps the response cache from mixing the two in one run
         self.id = policy_id("transformers", model, adapter, str(self.dtype).removeprefix("torch."),
-                            *(["chunked"] if prefix_cache else []))
+                            *(["packed"] if prefix_cache else []))
 
     def _with_adapter(self, model: str, adapter: str):
         from peft import PeftModel
@@ -196,20 +204,22 @@ class TransformersPolicy(Policy):
     # --- generate ----------------------------------------------------------------------------
 
     def generate(self, turns: Sequence[Turn], sampling: Sampling) -> list[Completion]:
-        step = self.batch_size or max(1, len(turns))
         completions = []
-        for start in range(0, len(turns), step):
-            chunk = turns[start:start + step]
-            prompts = [self._prompt(t, sampling) for t in chunk]
-            for (prompt, _), tokens in zip(prompts, self._decode(prompts, [t.seed for t in chunk], sampling)):
+        for batch in self._batches(turns):
+            prompts = [self._prompt(t, sampling) for t in batch]
+            for (prompt, _), tokens in zip(prompts, self._decode(prompts, [t.seed for t in batch], sampling)):
                 text = self.chat.tok.decode([t for t in tokens if t not in self.stop], skip_special_tokens=True)
                 completions.append(Completion(text, len(prompt), len(tokens), truncated=not tokens or tokens[-1] not in self.stop))
         return completions
 
+    def _batches(self, turns: Sequence[Turn]) -> list[Sequence[Turn]]:
+        step = self.batch_size or max(1, len(turns))
+        return [turns[start:start + step] for start in range(0, len(turns), step)]
+
     def _decode(self, prompts: list[tuple[list[int], list[int]]], seeds: list[int], s: Sampling) -> list[list[int]]:
-        """New tokens per (prompt, chunk ends) (ending with the stop token if one came): each prompt
-        is prefilled alone, then the rows decode as one batch, their caches left-padded (K is stored
-        after RoPE, so padding under the mask changes nothing); finished rows leave the batch."""
+        """New tokens per (prompt, chunk ends) (ending with the stop token if one came): the prompts
+        are prefilled (packed), then the rows decode as one batch, their caches left-padded (K is
+        stored after RoPE, so padding under the mask changes nothing); finished rows leave the batch."""
         import torch
         from transformers import DynamicCache
 
@@ -217,14 +227,17 @@ class TransformersPolicy(Policy):
         mask = torch.zeros((n, width), dtype=torch.long, device=self.device)
         stacked, last = None, []
         with torch.inference_mode():
-            for row, (prompt, ends) in enumerate(prompts):
-                cache, logits = self._prefill(prompt, ends)
+            for row, ((prompt, _), (pieces, logits)) in enumerate(zip(prompts, self._prefill(prompts))):
                 if stacked is None:
-                    stacked = [[t.new_zeros((n, t.shape[1], width, t.shape[3])) for t in (layer.keys, layer.values)]
-                               for layer in cache.layers]
-                for (keys, values), layer in zip(stacked, cache.layers):
-                    keys[row, :, width - len(prompt):] = layer.keys[0]
-                    values[row, :, width - len(prompt):] = layer.values[0]
+                    shape = (n, pieces[0][0].shape[2], width, pieces[0][0].shape[4])
+                    stacked = [[pieces[0][0].new_zeros(shape) for _ in "kv"] for _ in range(len(pieces[0][0]))]
+                offset = width - len(prompt)
+                for keys, values in pieces:  # (layers, 1, kv_heads, length, head_dim)
+                    length = keys.shape[-2]
+                    for (all_keys, all_values), k, v in zip(stacked, keys, values):
+                        all_keys[row, :, offset:offset + length] = k[0]
+                        all_values[row, :, offset:offset + length] = v[0]
+                    offset += length
                 mask[row, width - len(prompt):] = 1
                 last.append(logits)
             cache = DynamicCache(config=self.model.config)
@@ -279,17 +292,59 @@ class TransformersPolicy(Policy):
     # --- score -------------------------------------------------------------------------------
 
     def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
-        return [self._score(t, sampling) for t in turns]
+        if not self.prefix:
+            return [self._score_alone(t, sampling) for t in turns]
+        return [score for batch in self._batches(turns) for score in self._score_packed(batch, sampling)]
 
-    def _score(self, turn: Turn, s: Sampling) -> ChoiceScores:
-        """Summed log-probabilities of both canonical answers: the prompt is prefilled once, each
-        answer continues from its KV cache, cropped back to the prompt before the next."""
+    def _score_packed(self, turns: Sequence[Turn], s: Sampling) -> list[ChoiceScores]:
+        """Summed log-probabilities of both canonical answers of every turn: the prompts are
+        prefilled (packed), then every answer of every turn continues its prompt in one packed pass."""
         import torch
 
-        prompt, ends = self._prompt(turn, s)
+        prompts = [self._prompt(t, s) for t in turns]
+        answers = [[self.chat.answer_ids(label, s) for label in t.options.labels()] for t in turns]
+        with torch.inference_mode():
+            paths = self._prefill_paths(prompts)
+            continuations = self._continuations(list(zip(paths, answers)))
+            scores = []
+            for (prompt, _), path, pair, rests in zip(prompts, paths, answers, continuations):
+                first, rest = path[-1].logits.double().log_softmax(-1), iter(rests)
+                totals = [(first[a[0]].item() if a else 0.0) + (next(rest) if len(a) > 1 else 0.0) for a in pair]
+                scores.append(ChoiceScores(aligned=totals[0], deviant=totals[1], prompt_tokens=len(prompt)))
+        return scores
+
+    def _continuations(self, items: list[tuple[list, list[list[int]]]]) -> list[list[float]]:
+        """For each (prompt's trie path, answers): for every answer longer than one token, the
+        summed log-probability of its tokens after the first. A turn's answers (but their last
+        tokens) are one packed unit on the prompt's KV."""
+        import torch
+
+        units, targets = [], {}
+        for path, answers in items:
+            units.append([Segment(answer[:-1], path) for answer in answers if len(answer) > 1])
+            targets.update((id(seg), answer[1:]) for seg, answer in zip(units[-1], (a for a in answers if len(a) > 1)))
+        sums: dict[int, float] = {}
+        for batch in packed.passes([unit for unit in units if unit], self.pass_tokens):
+            hidden, _ = packed.forward(self.model, batch, self.pass_tokens)
+            segments = [seg for unit in batch for seg in unit]
+            rows = torch.cat([torch.arange(seg.start, seg.end) for seg in segments]).to(self.device)
+            logp = packed.logits(self.model, hidden[rows]).double().log_softmax(-1)
+            offset = 0
+            for seg in segments:
+                target = torch.tensor(targets[id(seg)], device=self.device)[:, None]
+                sums[id(seg)] = logp[offset:offset + len(target)].gather(-1, target).sum().item()
+                offset += len(target)
+        return [[sums[id(seg)] for seg in unit] for unit in units]
+
+    def _score_alone(self, turn: Turn, s: Sampling) -> ChoiceScores:
+        """The reference (no prefix cache): the whole prompt in one standard forward pass, each
+        answer continuing from its KV cache, cropped back to the prompt before the next."""
+        import torch
+
+        prompt, _ = self._prompt(turn, s)
         answers = [self.chat.answer_ids(label, s) for label in turn.options.labels()]
         with torch.inference_mode():
-            cache, last = self._prefill(prompt, ends)
+            cache, last = self._prefill_alone(prompt)
             first = last.double().log_softmax(-1)
             totals = []
             for answer in answers:
@@ -306,39 +361,79 @@ class TransformersPolicy(Policy):
     # --- prefill -----------------------------------------------------------------------------
 
     def _prompt(self, turn: Turn, s: Sampling) -> tuple[list[int], list[int]]:
-        """The prompt's token ids and where its chunks end (one chunk without the prefix cache)."""
+        """The prompt's token ids and where its chunks end (canonical chunks no longer than a packed
+        pass; one chunk without the prefix cache)."""
         prompt = self.chat.prompt_ids(turn, s)
-        return prompt, self.chat.chunk_ends(turn, s, prompt) if self.prefix else [len(prompt)]
+        if not self.prefix:
+            return prompt, [len(prompt)]
+        return prompt, packed.split(self.chat.chunk_ends(turn, s, prompt), self.pass_tokens)
 
-    def _prefill(self, prompt: list[int], ends: list[int]):
-        """The prompt's KV cache (a fresh DynamicCache the caller may extend) and its last position's
-        logits. Each chunk runs alone on the chunks before it: cached ones are copied from the trie,
-        the rest computed and added to it."""
+    def _prefill(self, prompts: list[tuple[list[int], list[int]]]) -> list[tuple[list, object]]:
+        """Per prompt: its KV as pieces (keys, values), each (layers, 1, kv_heads, length, head_dim),
+        and its last position's logits."""
+        import torch
+
+        if self.prefix:
+            return [([(node.keys, node.values) for node in path], path[-1].logits)
+                    for path in self._prefill_paths(prompts)]
+        states = []
+        for prompt, _ in prompts:
+            cache, logits = self._prefill_alone(prompt)
+            states.append(([tuple(torch.stack([getattr(layer, part) for layer in cache.layers])
+                                  for part in ("keys", "values"))], logits))
+        return states
+
+    def _prefill_alone(self, prompt: list[int]):
+        """The reference prefill: the whole prompt in one standard forward pass; its KV cache (a
+        DynamicCache the caller may extend) and its last position's logits."""
         import torch
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
-        path = self.prefix.walk(prompt, ends) if self.prefix else []
-        if path:
-            keys, values = torch.cat([n.keys for n in path], dim=-2), torch.cat([n.values for n in path], dim=-2)
-            for layer, k, v in zip(cache.layers, keys, values):
-                layer.update(k, v)
-        node = path[-1] if path else getattr(self.prefix, "root", None)
-        start = cached = node.end if path else 0
-        logits = node.logits if path else None
-        for end in ends[len(path):]:
-            out = self.model(input_ids=torch.tensor([prompt[start:end]], device=self.device), past_key_values=cache,
-                             use_cache=True, logits_to_keep=1)
-            logits = out.logits[0, -1]
-            if self.prefix:
-                keys, values = (torch.stack([getattr(layer, part)[..., start:end, :] for layer in cache.layers])
-                                for part in ("keys", "values"))
-                node = self.prefix.add(node, prompt[start:end], keys, values, logits)
-                path.append(node)
-            start = end
-        if self.prefix:
-            self.prefix.used(path, len(prompt), cached)
-        return cache, logits
+        out = self.model(input_ids=torch.tensor([prompt], device=self.device), past_key_values=cache, use_cache=True,
+                         logits_to_keep=1)
+        return cache, out.logits[0, -1]
+
+    def _prefill_paths(self, prompts: list[tuple[list[int], list[int]]]) -> list[list]:
+        """Every prompt's trie path, its missing chunks computed wave by wave: wave k packs each
+        prompt's next missing chunk, and a chunk several prompts share (the system prompt of a
+        round's first turns) is computed once (the others count it as served from the cache)."""
+        paths = [self.prefix.walk(prompt, ends) for prompt, ends in prompts]
+        computed = [0] * len(prompts)
+        while True:
+            wave: dict[tuple, tuple] = {}
+            for i, ((prompt, ends), path) in enumerate(zip(prompts, paths)):
+                if len(path) < len(ends):
+                    parent = path[-1] if path else self.prefix.root
+                    chunk = tuple(prompt[parent.end:ends[len(path)]])
+                    wave.setdefault((id(parent), chunk), (parent, chunk, []))[2].append(i)
+            if not wave:
+                break
+            for node, (_, chunk, members) in zip(self._add_chunks([(p, c) for p, c, _ in wave.values()]),
+                                                 wave.values()):
+                computed[members[0]] += len(chunk)
+                for i in members:
+                    paths[i].append(node)
+        for (prompt, _), path, own in zip(prompts, paths, computed):
+            self.prefix.used(path, len(prompt), len(prompt) - own)
+        self.prefix.trim()
+        return paths
+
+    def _add_chunks(self, items: list[tuple]) -> list:
+        """Compute each (parent node, chunk) on its parent's KV, packed, and add it to the trie."""
+        import torch
+
+        units = [[Segment(chunk, parent.path())] for parent, chunk in items]
+        nodes = []
+        for batch in packed.passes(units, self.pass_tokens):
+            hidden, run = packed.forward(self.model, batch, self.pass_tokens)
+            last = packed.logits(self.model, hidden[[seg.end - 1 for (seg,) in batch]])
+            for (seg,), row in zip(batch, last):
+                keys, values = (torch.stack([kv[:, :, seg.start:seg.end] for kv in per_layer])
+                                for per_layer in (run.keys, run.values))
+                parent, chunk = items[len(nodes)]
+                nodes.append(self.prefix.add(parent, chunk, keys, values, row.clone()))
+        return nodes
 
     def prefix_cache_stats(self) -> dict:
         return dict(self.prefix.stats, held_tokens=self.prefix.held) if self.prefix else {}

@@ -23,6 +23,14 @@ class Node:
         self.keys, self.values, self.logits = keys, values, logits
         self.end = (parent.end if parent else 0) + len(chunk)  # prompt position after this chunk
 
+    def path(self) -> list[Node]:
+        """The nodes from the root's child down to this one (empty for the root)."""
+        path, node = [], self
+        while node.parent is not None:
+            path.append(node)
+            node = node.parent
+        return path[::-1]
+
 
 class PrefixTrie:
     def __init__(self, budget_tokens: int):
@@ -54,12 +62,15 @@ class PrefixTrie:
         return node
 
     def used(self, path: list[Node], prompt_tokens: int, cached_tokens: int) -> None:
-        """Count a prompt, mark its path as just used (leaf first, so parents stay more recent),
-        then evict least recently used leaves down to the budget."""
+        """Count a prompt and mark its path as just used (leaf first, so parents stay more recent)."""
         self.stats["prompt_tokens"] += prompt_tokens
         self.stats["cached_tokens"] += cached_tokens
         for node in reversed(path):
             self.lru.move_to_end(id(node))
+
+    def trim(self) -> None:
+        """Evict least recently used leaves down to the budget (after a batch's prompts are done:
+        their nodes are held while it runs)."""
         while self.held > self.budget and self.lru:
             _, node = self.lru.popitem(last=False)
             del node.parent.children[node.chunk]
