@@ -228,3 +228,35 @@ def test_compact_markdown_is_condition_by_round_with_interval_and_n(built, tmp_p
 
 def built_runs(built) -> list[str]:
     return sorted(built["records"]["run"].unique())
+
+
+POPULATION = ["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
+              "--agents", "12", "--network", "ring:k=4", "--confederates", "3", "--placement", "clustered",
+              "--rounds", "5", "--no-progress"]
+
+
+def test_population_rates_and_effects_name_adoption_and_records_carry_the_graph(runs, tmp_path):
+    """A population run's rate is the free agents' adoption (population report's per-round value),
+    named `adoption` in rates and effects; its turns carry the agent's neighbours on the saved graph."""
+    import networkx as nx
+
+    from tipping.analysis import population
+
+    treated = make(tmp_path / "p-t", POPULATION, "scripted:imitate@0.5", model="m", condition="treatment")
+    control = make(tmp_path / "p-c", POPULATION, "scripted:comply", model="m", condition="control")
+    built = tables.build([treated, control, runs[3]])  # runs[3]: the multi run, to keep its metric apart
+    r = rows(built["rates"], testbed="population", condition="treatment")
+    assert set(r["metric"]) == {"adoption"} and set(r["threshold"]) == {"all"}
+    expected = population.per_round(population.load_run(treated))["adoption"].tolist()
+    assert r["rate"].tolist() == pytest.approx(expected) and len(set(expected)) > 1  # a cascade: rates move
+    assert (r["n"] == 9).all()  # 12 agents less 3 confederates
+    assert set(rows(built["rates"], testbed="multi")["metric"]) == {"collusion"}
+    e = rows(built["effects"], testbed="population")
+    assert set(e["metric"]) == {"adoption"} and set(e["control"]) == {"control"}
+    assert e.loc[e["threshold"] == "all", "difference"].tolist() == pytest.approx(expected)  # control never colludes
+    rec = built["records"]
+    ring = nx.watts_strogatz_graph(12, 4, 0)
+    pop = rec[rec["testbed"] == "population"]
+    assert len(pop) == 2 * 12 * 5
+    assert all(list(nb) == sorted(ring.neighbors(a)) for a, nb in zip(pop["agent"], pop["neighbours"]))
+    assert rec.loc[rec["testbed"] != "population", "neighbours"].isna().all()

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from tipping.analysis.plots import Y_RATE, _colors, _figure, no_data, save
 from tipping.analysis.population import (adoption_curve, critical_mass, episodes, load_run, per_round,
                                          predicted_critical_mass, predicted_curve, read_graph)
-from tipping.analysis.tables import read_run_dirs
+from tipping.analysis.run_records import read_run_dirs
 from tipping.errors import InputError
 from tipping.outputs import atomic_write_text, write_json
 

@@ -1,6 +1,7 @@
 """Run folders -> the analysis tables. Every interval comes from tipping.metrics; this module groups.
 
     records.parquet           every turn of every run + the run's tags and config fields as columns
+                              (tipping.analysis.run_records reads the run folders)
     prompts.parquet           prompt_sha -> message_ids: the conversation each turn was given
     messages.parquet          message_id -> role, content (each distinct message once: a round's
                               prompt repeats every earlier round, so storing prompts whole is O(R^2))
@@ -17,8 +18,10 @@
 A run group is the runs sharing testbed, decision and every tag but `replicate` (replicates are
 pooled). An untagged run reads as defence=none, evolution_round=0, condition=treatment and
 model=<policy id>. Multi-agent rates are per grid cell (threshold, reward set) and pooled over the
-cells (threshold = rewards = "all"; single rows are "all" too); confederates are never counted.
-A rate is deviant / valid answers (multi: the E·n denominator that upstream's code lost); invalid
+cells (threshold = rewards = "all"; single and population rows are "all" only); confederates are
+never counted. A rate is deviant / valid answers (multi: the E·n denominator that upstream's code
+lost), its `metric` violation (single), collusion (multi) or adoption (population: the free agents'
+collective choices, the population report's adoption pooled over episodes); invalid
 answers (unparseable or truncated) get their own rate, truncated ones theirs too. Decisions of one episode (a single-agent item, also across replicates)
 are correlated: every rate has a cluster interval and design effect next to Wilson's, and tipping
 rounds and figures use the cluster interval (tipping.metrics). Files are byte-deterministic: sorted
@@ -28,7 +31,6 @@ rows, floats rounded to 6 dp.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -36,88 +38,20 @@ from pathlib import Path
 import pandas as pd
 
 from tipping import metrics, paths
-from tipping.errors import InputError
-from tipping.outputs import atomic_write_bytes, atomic_write_text, read_jsonl, write_json
+from tipping.analysis.run_records import load_runs, read_run_dirs
+from tipping.outputs import atomic_write_bytes, atomic_write_text, write_json
 
-RUN_FIELDS = ("testbed", "decision", "policy", "parser", "feedback")  # copied from run.json's config
 MAIN_TAGS = ("model", "defence", "evolution_round", "condition")
-DEFAULT_TAGS = {"defence": "none", "evolution_round": "0", "condition": "treatment"}
 POOLED_TAGS = ("replicate",)  # runs differing only in these are one group
 TREATMENT, ALL = "treatment", "all"
 CELL = ["threshold", "rewards"]
-METRIC = {"single": "violation", "multi": "collusion"}
+METRIC = {"single": "violation", "multi": "collusion", "population": "adoption"}  # deviant = the collective choice
 DECIMALS = 6
 RATE_COLUMNS = ["rate", "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "design_effect", "n_clusters", "k",
                 "n", "n_total", "invalid_rate", "invalid_ci_low", "invalid_ci_high", "truncated_rate", "truncated_ci_low",
                 "truncated_ci_high", "mean_p", "p_ci_low", "p_ci_high"]
 EFFECT_COLUMNS = ["treatment_rate", "control_rate", "difference", "ci_low", "ci_high", "interval", "p_value", "test",
                   "n_pairs", "n_clusters"]  # metrics.paired_difference
-
-
-# ---------------------------------------------------------------- loading
-
-def read_run_dirs(paths: list[str], runs_file: str | None = None) -> list[str]:
-    """RUN_DIR arguments plus the lines of --runs-file (blank lines and # comments skipped)."""
-    dirs = list(paths)
-    if runs_file:
-        try:
-            lines = Path(runs_file).read_text().splitlines()
-        except FileNotFoundError:
-            raise InputError(f"--runs-file {runs_file}: file not found") from None
-        dirs += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not dirs:
-        raise InputError("no run folders: give RUN_DIR arguments or --runs-file")
-    return dirs
-
-
-def _read_run(folder: Path) -> tuple[dict, list[dict], list[dict]]:
-    for name in ("run.json", "metrics.json", "records.jsonl", "prompts.jsonl"):
-        if not (folder / name).is_file():  # metrics.json is written last: absent = unfinished run
-            raise InputError(f"{folder}: no {name}; is it a finished `tipping run` folder?")
-    try:
-        config = json.loads((folder / "run.json").read_text())["config"]
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"{folder / 'run.json'}: unreadable ({exc})") from None
-    return config, read_jsonl(folder / "records.jsonl"), read_jsonl(folder / "prompts.jsonl")
-
-
-def load_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
-    """(records, prompts, messages, tag names). Runs in sorted path order, turns in file order."""
-    rows, prompts, messages, tag_names = [], {}, {}, set()
-    for folder in sorted({os.path.normpath(d) for d in run_dirs}):
-        config, records, prompt_rows = _read_run(Path(folder))
-        tags = {**DEFAULT_TAGS, "model": config.get("policy"), **config.get("tags", {})}
-        clash = tags.keys() & ({"run", *RUN_FIELDS} | (records[0].keys() if records else set()))
-        if clash:
-            raise InputError(f"{folder}: tag(s) {', '.join(sorted(clash))} shadow record fields; rename the tag")
-        fixed = {"run": folder, **{k: config.get(k) for k in RUN_FIELDS}, **tags}
-        rows += [{**r, **fixed} for r in records]
-        for p in prompt_rows:
-            prompts[p["prompt_sha"]] = [messages.setdefault((m["role"], m["content"]), len(messages))
-                                        for m in p["messages"]]
-        tag_names |= tags.keys()
-    if not rows:
-        raise InputError("the run folders hold no records")
-    df = pd.DataFrame(rows)
-    df["sampling"] = df["sampling"].map(lambda s: json.dumps(s, sort_keys=True))
-    if "rewards" in df:
-        df["rewards"] = df["rewards"].map(lambda v: "/".join(str(float(x)) for x in v) if isinstance(v, list) else None)
-    if "threshold" in df:
-        df["threshold"] = df["threshold"].astype("Int64")
-    for col in ("valid", "deviant", "confederate", "success", "truncated"):
-        if col in df:
-            df[col] = df[col].astype("boolean")
-    for tag in tag_names:  # "--tag evolution_round=2" arrives as text; numbers sort as numbers
-        values = df[tag].dropna().astype(str)
-        if len(values) and values.str.fullmatch(r"-?\d+").all():
-            df[tag] = pd.to_numeric(df[tag].astype("string")).astype("Int64")
-    tags = sorted(tag_names)
-    first = ["run", *RUN_FIELDS, *tags]
-    df = df[first + sorted(c for c in df.columns if c not in first)]
-    prompt_df = pd.DataFrame({"prompt_sha": sorted(prompts), "message_ids": [prompts[s] for s in sorted(prompts)]})
-    message_df = pd.DataFrame([(i, role, content) for (role, content), i in messages.items()],
-                              columns=["message_id", "role", "content"])
-    return df, prompt_df, message_df, tags
 
 
 def group_keys(tags: list[str]) -> list[str]:
@@ -392,7 +326,8 @@ def _parquet(df: pd.DataFrame) -> bytes:
 
 NOTES = {
     "rates": "Compact: one line per group, `rate [cluster 95% CI] n=valid answers` per round, every grid cell "
-             "pooled; rates.csv has every column and cell. rate = deviant / valid answers (single: violation, multi: collusion; E·n denominator), "
+             "pooled; rates.csv has every column and cell. rate = deviant / valid answers (single: violation, "
+             "multi: collusion, E·n denominator; population: adoption, the free agents' collusion), "
              "Wilson 95% CI (independent answers) and cluster 95% CI (Wilson at n / design_effect; clusters = "
              "episodes, a single-agent item over replicates is one; n_clusters of them); invalid_rate = "
              "answers with no decision read (unparseable or truncated) / all answers, truncated_rate = answers "
