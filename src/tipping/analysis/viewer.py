@@ -8,6 +8,15 @@ trace's final JSON answer stays visible). The page states both limits.
 
 The page reads its filters from location.hash (e.g. #defence=dpo&evolution_round=1&episode=ID),
 so a link (or a headless browser in the tests) opens a chosen view.
+
+Multi-agent episodes are browsed agent by agent (#agent=17): the page shows that agent's turns,
+round by round. A population run (N agents on a graph) also gets its graph once per run (agent ->
+neighbour ids, from the tables' `neighbours` column): the page lists the shown agent's neighbours
+as links and each round's table only the agents it sees (itself and its neighbours); each turn
+adds its payoff group's collective count and whether the threshold was met. An episode of 256
+agents x 10 rounds (small-world k=4, scripted answers) is about 0.6 MB: about 0.35 MB of turns,
+0.25 MB of prompts as id lists, a few hundred distinct texts; model answers add their own
+length (at most max_chars each), and a complete graph's neighbour lists about 0.23 MB per run.
 """
 
 from __future__ import annotations
@@ -72,6 +81,10 @@ def build_data(records: pd.DataFrame, prompts: pd.DataFrame, messages: pd.DataFr
     for run, rows in records.groupby("run", sort=True):
         first = rows.iloc[0]
         runs.append({"run": run, **{f: _value(first.get(f)) for f in RUN_FIELDS}})
+        population = first["testbed"] == "population"
+        if population:  # the run's graph, once: agent -> neighbour ids (tables' `neighbours` column)
+            graph = rows.drop_duplicates("agent").set_index("agent")["neighbours"]
+            runs[-1]["neighbours"] = [[int(j) for j in graph[a]] for a in range(int(graph.index.max()) + 1)]
         by_episode = dict(tuple(rows.groupby("episode", sort=False)))  # in play order
         total += len(by_episode)
         keep = list(by_episode)[:episodes_per_run] if episodes_per_run else list(by_episode)
@@ -82,7 +95,8 @@ def build_data(records: pd.DataFrame, prompts: pd.DataFrame, messages: pd.DataFr
                 {"r": int(t["round"]), "a": int(t["agent"]), "p": prompt(t["prompt_sha"]), "t": texts(t["response"]),
                  "c": _value(t["choice"]), "v": bool(t["valid"]), "d": _value(t["deviant"]),
                  "rw": _value(t["reward"]), "k": _value(t.get("capital")), "pd": _value(t["p_deviant"]),
-                 "cf": bool(_value(t.get("confederate")) or False), "s": _value(t.get("supervision"))}
+                 "cf": bool(_value(t.get("confederate")) or False), "s": _value(t.get("supervision")),
+                 **({"n": int(t["collective_count"]), "ok": bool(t["success"])} if population else {})}
                 for t in ep.to_dict("records")]}
             if head["testbed"] == "single":
                 episode["options"] = [head["compliant"], head["violating"]]
