@@ -2,8 +2,10 @@
 
 SmolLM2-135M-Instruct on CPU plays one grid twice in one process with the same seeds, no
 response cache (both runs compute every turn):
-  fast      the Engine with batch_size 64; transformers: prefix KV reuse (canonical chunks)
-  baseline  batch_size 1; transformers: prefix_cache=False (each prompt in one pass, per turn)
+  fast      the Engine with batch_size 64; transformers: packed passes with prefix KV reuse
+            (a round's chunks and answers batched; policies/packed.py)
+  baseline  batch_size 1; transformers: prefix_cache=False (each prompt in one standard pass,
+            one turn at a time: the per-turn loop)
 Grids: single = the 64 single-test items x 6 rounds, window 5; multi = a subset of the paper's
 test_ma grid (8 agents, 3 rounds, window 3): the first `--games` games x thresholds 2/4/6/8 x the
 first `--reward-sets` reward sets (the full 7 x 4 x 5 grid is 3,360 turns: too slow to run twice
