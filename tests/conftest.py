@@ -1,9 +1,11 @@
-"""Test session setup: offline, quiet threads, shared model folders built once per session."""
+"""Test session setup: offline, quiet threads, shared model folders and scripted runs built once per session."""
 
 from __future__ import annotations
 
 import os
 import re
+
+import pytest
 
 # before torch is imported anywhere: spinning OpenMP threads make decoding 4-15x slower on 2 busy cores
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -26,6 +28,15 @@ SHARED_SESSION_FIXTURES = {"vllm_tiny": "vllm-engine", "openai_server": "vllm-en
 # long one at the end (the scheduler keeps this collection order: see pytest_xdist_make_scheduler)
 SLOW_FIRST = ("tests/workflow/test_slurm.py", "tests/workflow/test_ci_run.py", "tests/integration/test_vllm.py",
               "tests/workflow/test_dvc.py", "tests/workflow/test_rerun.py")
+
+
+@pytest.fixture(scope="session")
+def scripted_runs(tmp_path_factory):
+    """The shared scripted run set and its tables folder (tests/scripted_runs.py), built once: a dict of
+    runs (list, in build order), named (name -> folder), tables (folder), long_episode. Read only."""
+    from scripted_runs import build_run_set
+
+    return build_run_set(tmp_path_factory.mktemp("scripted-runs"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,6 @@ test-artifacts/ at the repo root. Chromium comes from Debian's package: installe
 when missing; the tests skip only where apt-get does not exist.
 """
 
-import json
 import os
 import re
 import shutil
@@ -23,50 +22,40 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
-LONG = "THINK-HEAD " + "x" * 5000 + ' THINK-TAIL {"choice": "Route B"}'
-
-
-def make(folder, args, policy, **tags):
-    assert main([*args, "--policy", policy, "--out", str(folder), "--no-progress",
-                 *[x for k, v in tags.items() for x in ("--tag", f"{k}={v}")]]) == 0
-    return str(folder)
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("viewer")
-    single = ["run", "single", "--items", "single-test", "--limit", "6", "--rounds", "4"]
-    runs = [make(root / "s-none", single, "scripted:flip@3", model="m", defence="none", evolution_round=0),
-            make(root / "s-dpo", single, "scripted:flip@2", model="m", defence="dpo", evolution_round=1),
-            make(root / "m", ["run", "multi", "--scenarios", "multi-games", "--limit", "2", "--thresholds", "2,6",
-                              "--rounds", "2"], "scripted:collude:3", model="m", defence="none", evolution_round=0)]
-    # one long "thinking" answer, to see the page cut it in the middle
-    path = root / "s-dpo/records.jsonl"
-    lines = [json.loads(x) for x in path.read_text().splitlines()]
-    lines[0]["response"] = LONG
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    assert main(["tables", *runs, "--out", str(root / "tables")]) == 0
-    page = root / "viewer/index.html"
-    assert main(["viewer", "--tables", str(root / "tables"), "--out", str(page),
+def site(scripted_runs, tmp_path_factory):
+    """The viewer page of the shared scripted run set (tests/scripted_runs.py: single s-t0 flip@4,
+    s-c0 control without feedback, s-t1 flip@1 at evolution round 1 with one long answer; multi m-t0)."""
+    page = tmp_path_factory.mktemp("viewer") / "index.html"
+    assert main(["viewer", "--tables", str(scripted_runs["tables"]), "--out", str(page),
                  "--episodes-per-run", "4", "--max-chars", "1000"]) == 0
-    return {"page": page, "tables": root / "tables", "runs": runs, "long_episode": lines[0]["episode"]}
+    return {**scripted_runs, "page": page}
 
 
 def test_data_interns_texts_caps_episodes_and_cuts_long_messages(site):
     frames = [pd.read_parquet(site["tables"] / f"{name}.parquet") for name in ("records", "prompts", "messages")]
     data = build_data(*frames, episodes_per_run=4, max_chars=1000)
-    assert data["limits"] == {"episodes_per_run": 4, "max_chars": 1000, "episodes_total": 6 + 6 + 4,
-                              "episodes_shown": 12, "texts_cut": 1}
+    assert data["limits"] == {"episodes_per_run": 4, "max_chars": 1000, "episodes_total": 3 * 64 + 7 * 2,
+                              "episodes_shown": 4 * 4, "texts_cut": 1}
     assert len(data["texts"]) == len(set(data["texts"]))  # every text once
     cut = next(t for t in data["texts"] if "characters cut" in t)
     assert cut.startswith("THINK-HEAD") and cut.endswith('THINK-TAIL {"choice": "Route B"}') and len(cut) < 1100
-    single = next(e for e in data["episodes"] if "options" in e)
-    assert [t["r"] for t in single["turns"]] == [1, 2, 3, 4]
+    run = {r["run"]: i for i, r in enumerate(data["runs"])}
+
+    def first_single(name):
+        return next(e for e in data["episodes"] if e["run"] == run[site["named"][name]] and "options" in e)
+
+    single = first_single("s-t0")
+    assert [t["r"] for t in single["turns"]] == [1, 2, 3, 4, 5, 6]
     last = data["prompts"][single["turns"][-1]["p"]]
-    assert [m[0] for m in last] == ["s"] + ["u", "a", "u"] * 3 + ["u"]  # system, 3 past rounds, the question
+    assert [m[0] for m in last] == ["s"] + ["u", "a", "u"] * 5 + ["u"]  # system, 5 past rounds, the question
+    control = data["prompts"][first_single("s-c0")["turns"][-1]["p"]]
+    assert [m[0] for m in control] == ["s"] + ["u", "a"] * 5 + ["u"]  # --feedback none: no feedback messages
     multi = next(e for e in data["episodes"] if "threshold" in e)
-    assert len(multi["turns"]) == 2 * 8 and multi["rewards"] == "1.2/1.0/0.8"
-    assert build_data(*frames, episodes_per_run=0, max_chars=0)["limits"]["episodes_shown"] == 16
+    assert len(multi["turns"]) == 3 * 8 and multi["rewards"] == "1.2/1.0/0.8"
+    assert build_data(*frames, episodes_per_run=0, max_chars=0)["limits"]["episodes_shown"] == 3 * 64 + 7 * 2
 
 
 def test_page_is_self_contained(site):
@@ -74,6 +63,25 @@ def test_page_is_self_contained(site):
     assert "__VIEWER_DATA__" not in html and "</script" not in html.split('type="application/json">')[1].split(
         "</script>")[0]
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # no network
+
+
+VIEWER_BAD = [  # (case, arguments after `viewer --out PAGE` given the shared tables folder, error text)
+    ("no-tables-folder", lambda tables, tmp: ["--tables", str(tmp / "nothing")],
+     "records.parquet: not found; run `tipping tables ... --out"),
+    ("negative-episodes-per-run", lambda tables, tmp: ["--tables", str(tables), "--episodes-per-run", "-1"],
+     "--episodes-per-run and --max-chars must be >= 0"),
+    ("negative-max-chars", lambda tables, tmp: ["--tables", str(tables), "--max-chars", "-1"],
+     "--episodes-per-run and --max-chars must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("args,expected", [case[1:] for case in VIEWER_BAD], ids=[case[0] for case in VIEWER_BAD])
+def test_bad_input_is_one_line_and_writes_no_page(args, expected, scripted_runs, tmp_path, capsys):
+    page = tmp_path / "viewer/index.html"
+    assert main(["viewer", "--out", str(page), *args(scripted_runs["tables"], tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not page.exists()
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +114,19 @@ def shown(dom):
 
 
 def test_filters_from_the_hash_pick_a_matching_episode(chromium, site, tmp_path):
-    dom = browse(chromium, tmp_path, site["page"], "testbed=single&defence=dpo&evolution_round=1", "--dump-dom")
+    dom = browse(chromium, tmp_path, site["page"], "testbed=single&condition=treatment&evolution_round=0", "--dump-dom")
     got = shown(dom)
-    assert (got["testbed"], got["defence"], got["evolution-round"], got["model"]) == ("single", "dpo", "1", "m")
-    assert len(re.findall(r'<section class="round" data-round="\d"', dom)) == 4
-    assert "4 of 12 episodes match" in dom
-    # flip@2: compliant in round 1, violating from round 2; the answer, choice and reward are shown
+    assert (got["testbed"], got["condition"], got["evolution-round"], got["model"]) == ("single", "treatment", "0", "m")
+    assert len(re.findall(r'<section class="round" data-round="\d"', dom)) == 6
+    assert "4 of 16 episodes match" in dom  # s-t0 only: s-c0 is a control, s-t1 is evolution round 1
+    # flip@4: compliant in rounds 1-3, violating from round 4; the answer, choice and reward are shown
     rounds = dom.split('<section class="round"')[1:]
-    assert 'data-kind="aligned"' in rounds[0] and 'data-kind="deviant"' in rounds[1]
-    assert 'class="msg assistant"' in rounds[0] and "reward " in rounds[1]
+    assert 'data-kind="aligned"' in rounds[2] and 'data-kind="deviant"' in rounds[3]
+    assert 'class="msg assistant"' in rounds[2] and "reward " in rounds[3]
 
 
 def test_episode_and_agent_from_the_hash(chromium, site, tmp_path):
-    dom = browse(chromium, tmp_path, site["page"], f"episode={site['long_episode']}&run={site['runs'][1]}",
+    dom = browse(chromium, tmp_path, site["page"], f"episode={site['long_episode']}&run={site['named']['s-t1']}",
                  "--dump-dom")
     assert shown(dom)["episode"] == site["long_episode"]
     assert "THINK-HEAD" in dom and "characters cut" in dom and "THINK-TAIL" in dom
@@ -126,17 +134,17 @@ def test_episode_and_agent_from_the_hash(chromium, site, tmp_path):
     got = shown(dom)
     assert got["testbed"] == "multi" and got["agent"] == "5"
     assert re.search(r'<tr class="current"><td>5</td>', dom)
-    assert dom.count("(confederate)") == 0 and dom.count('<tr class="') == 2 * 8  # 2 rounds x 8 agents
+    assert dom.count("(confederate)") == 0 and dom.count('<tr class="') == 3 * 8  # 3 rounds x 8 agents
 
 
 def test_no_match_says_so(chromium, site, tmp_path):
-    dom = browse(chromium, tmp_path, site["page"], "testbed=multi&defence=dpo", "--dump-dom")
-    assert "No episode matches these filters." in dom and "0 of 12 episodes match" in dom
+    dom = browse(chromium, tmp_path, site["page"], "testbed=multi&condition=control_no_feedback", "--dump-dom")
+    assert "No episode matches these filters." in dom and "0 of 16 episodes match" in dom
 
 
 def test_screenshots(chromium, site, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
-    for name, hash_ in (("viewer_single", "testbed=single&defence=dpo&evolution_round=1"),
+    for name, hash_ in (("viewer_single", "testbed=single&condition=treatment&evolution_round=0"),
                         ("viewer_multi", "testbed=multi&agent=1")):
         shot = ARTIFACTS / f"{name}.png"
         shot.unlink(missing_ok=True)

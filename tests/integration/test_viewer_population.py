@@ -1,6 +1,7 @@
 """The episode viewer on a population episode: 256 agents x 10 rounds of a scripted cascade on a
 small-world graph, browsed agent by agent (#agent=N) with the agent's neighbours from the run's
-saved graph, at a bounded page size. The browser test follows tests/integration/test_viewer.py
+saved graph, at a bounded page size. It has its own run, not the shared scripted set, made with the
+same helper (tests/scripted_runs.py). The browser test follows tests/integration/test_viewer.py
 (its Chromium fixture; the rendered page from --dump-dom)."""
 
 import json
@@ -10,6 +11,7 @@ import networkx as nx
 import pandas as pd
 import pytest
 
+from scripted_runs import POPULATION, make
 from test_viewer import ARTIFACTS, browse, chromium, shown  # noqa: F401 (chromium: a fixture)
 from tipping.analysis.viewer import build_data, render
 from tipping.cli import main
@@ -21,9 +23,8 @@ AGENTS, ROUNDS, CONFEDERATES = 256, 10, 26
 def pop(tmp_path_factory):
     root = tmp_path_factory.mktemp("viewer-population")
     run = root / "run"
-    assert main(["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
-                 "--agents", str(AGENTS), "--network", "small-world:k=4,p=0.1", "--confederates", str(CONFEDERATES),
-                 "--policy", "scripted:imitate@0.5", "--rounds", str(ROUNDS), "--no-progress", "--out", str(run)]) == 0
+    make(run, [*POPULATION, "--agents", str(AGENTS), "--network", "small-world:k=4,p=0.1", "--confederates",
+               str(CONFEDERATES), "--rounds", str(ROUNDS)], "scripted:imitate@0.5")
     assert main(["tables", str(run), "--out", str(root / "tables")]) == 0
     page = root / "viewer/index.html"
     assert main(["viewer", "--tables", str(root / "tables"), "--out", str(page)]) == 0

@@ -165,9 +165,38 @@ def test_bad_values_give_one_line_and_exit_2(args, expected, tmp_path, capsys):
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 
-def test_compare_needs_finished_runs(tmp_path, capsys):
-    assert main(["compare", str(tmp_path / "x"), str(tmp_path / "y"), "--out", str(tmp_path / "e")]) == 2
-    assert "finished `tipping run` folder" in capsys.readouterr().err
+def finished(tmp_path, name):
+    assert run([*SINGLE8, "--out", str(tmp_path / name)]) == 0
+    return tmp_path / name
+
+
+def unfinished(tmp_path):  # a run stopped before metrics.json, which is written last
+    (finished(tmp_path, "c") / "metrics.json").unlink()
+    return [finished(tmp_path, "t"), tmp_path / "c"]
+
+
+def unreadable(tmp_path):
+    (finished(tmp_path, "t") / "run.json").write_text("{")
+    return [tmp_path / "t", finished(tmp_path, "c")]
+
+
+COMPARE_BAD = [  # (case, tmp_path -> [treatment, control], error text)
+    ("no-folders", lambda tmp_path: [tmp_path / "x", tmp_path / "y"],
+     "x/run.json: not found; is {tmp}/x a finished `tipping run` folder?"),
+    ("control-unfinished", unfinished, "c/metrics.json: not found; is {tmp}/c a finished `tipping run` folder?"),
+    ("unreadable-run-json", unreadable, "t/run.json: unreadable run output ("),
+]
+
+
+@pytest.mark.parametrize("folders,expected", [case[1:] for case in COMPARE_BAD],
+                         ids=[case[0] for case in COMPARE_BAD])
+def test_compare_needs_finished_runs(folders, expected, tmp_path, capsys):
+    treatment, control = folders(tmp_path)
+    capsys.readouterr()
+    assert main(["compare", str(treatment), str(control), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert expected.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1 and "Traceback" not in err and not (tmp_path / "e").exists()
 
 
 def test_second_writer_to_the_same_folder_is_refused(tmp_path, capsys):

@@ -107,15 +107,23 @@ def test_reward_ranked_pairs_need_the_same_prompt_and_different_rewards(run):
     assert (pair["chosen_reward"], pair["rejected_reward"]) == (1.5, 0.5)
 
 
-def test_records_of_another_run_are_refused(run):
+def another_runs_records(run):
     write_jsonl(run / "records.jsonl", [rec("a", 1, 1.0, False, prompt="unknown-sha")])
-    with pytest.raises(InputError, match="line 1: prompt_sha unknown-sha"):
-        score_run(run)
+    score_run(run)
 
 
-def test_unscored_input_is_refused(run):
-    with pytest.raises(InputError, match="line 1: no score/messages; give the output of `tipping evolve score`"):
-        filter_run(run / "records.jsonl", run / "kept.jsonl")
+REFUSED = [  # (case, what is done to the run folder, error text)
+    ("records-of-another-run", another_runs_records, "line 1: prompt_sha unknown-sha"),
+    ("unscored-input", lambda run: filter_run(run / "records.jsonl", run / "kept.jsonl"),
+     "line 1: no score/messages; give the output of `tipping evolve score`"),
+]
+
+
+@pytest.mark.parametrize("call,message", [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED])
+def test_bad_experience_is_refused(run, call, message):
+    with pytest.raises(InputError, match=message):
+        call(run)
+    assert not (run / "kept.jsonl").exists()
 
 
 def test_cli_filter(run, capsys):
@@ -125,7 +133,18 @@ def test_cli_filter(run, capsys):
     argv = ["evolve", "filter", "--scored", str(run / "scored.jsonl"), "--out", str(run / "kept.jsonl")]
     assert main(argv + ["--rule", "threshold", "--threshold", "1"]) == 0
     assert "kept 3 of 6 valid turns (7 records); deviant share 100.0% kept vs 66.7% all" in capsys.readouterr().out
-    assert main(argv + ["--rule", "threshold"]) == 2
-    assert capsys.readouterr().err.strip() == "tipping: error: --rule threshold needs --threshold SCORE"
-    assert main(argv + ["--fraction", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "tipping: error: --fraction must be in (0, 1], got 0.0"
+
+
+CLI_BAD = [  # (case, `evolve filter` options, the whole error output)
+    ("threshold-without-score", ["--rule", "threshold"], "tipping: error: --rule threshold needs --threshold SCORE"),
+    ("zero-fraction", ["--fraction", "0"], "tipping: error: --fraction must be in (0, 1], got 0.0"),
+    ("fraction-above-one", ["--fraction", "1.5"], "tipping: error: --fraction must be in (0, 1], got 1.5"),
+]
+
+
+@pytest.mark.parametrize("options,expected", [case[1:] for case in CLI_BAD], ids=[case[0] for case in CLI_BAD])
+def test_cli_filter_refuses_bad_options_in_one_line(run, capsys, options, expected):
+    argv = ["evolve", "filter", "--scored", str(run / "scored.jsonl"), "--out", str(run / "kept.jsonl")]
+    assert main(argv + options) == 2
+    assert capsys.readouterr().err.strip() == expected
+    assert not (run / "kept.jsonl").exists()

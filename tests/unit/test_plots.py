@@ -167,16 +167,21 @@ def test_saved_files_are_byte_identical_and_carry_no_timestamps(tmp_path):
     assert b"CreationDate" not in (tmp_path / "a.pdf").read_bytes()
 
 
-def test_plot_command_draws_every_figure_from_a_tables_folder(tmp_path):
-    single = ["run", "single", "--items", "single-test", "--limit", "16", "--rounds", "3", "--no-progress"]
-    multi = ["run", "multi", "--scenarios", "multi-games", "--limit", "2", "--thresholds", "2", "--no-progress"]
-    assert main([*single, "--policy", "scripted:flip@2", "--out", str(tmp_path / "s")]) == 0
-    assert main([*multi, "--policy", "scripted:collude:2", "--out", str(tmp_path / "m")]) == 0
-    assert main(["tables", str(tmp_path / "s"), str(tmp_path / "m"), "--out", str(tmp_path / "t")]) == 0
-    for name in plots.FIGURES:
-        assert main(["plot", name, "--tables", str(tmp_path / "t"), "--out", str(tmp_path / f"f/{name}.png")]) == 0
+def test_plot_command_draws_every_figure_from_a_tables_folder(scripted_runs, tmp_path):
+    """The shared scripted set (tests/scripted_runs.py: single treatment and control, two evolution
+    rounds, multi) has data for every figure: none is a no-data panel."""
+    tables = scripted_runs["tables"]
+    for name, (function, table) in plots.FIGURES.items():
+        assert not [t for t in no_data_text(function(plots.read_table(tables, table))) if t.startswith("no data")]
+        assert main(["plot", name, "--tables", str(tables), "--out", str(tmp_path / f"f/{name}.png")]) == 0
         assert (tmp_path / f"f/{name}.png").stat().st_size > 1000 and (tmp_path / f"f/{name}.pdf").is_file()
+
+
+def test_plot_without_its_table_is_one_line_naming_the_file(tmp_path, capsys):
     assert main(["plot", "evolution", "--tables", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nothing' / 'evolution.csv'}: not found; run `tipping tables" in err
+    assert err.count("\n") == 1 and "Traceback" not in err and not (tmp_path / "x.png").exists()
 
 
 def test_every_control_condition_has_its_own_line_style():

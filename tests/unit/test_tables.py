@@ -7,35 +7,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from scripted_runs import POPULATION as POPULATION_BASE
+from scripted_runs import SINGLE, make
 from tipping import metrics, paths
 from tipping.analysis import tables
 from tipping.cli import main
 
-SINGLE = ["run", "single", "--items", "single-test", "--rounds", "6", "--no-progress"]  # 64 items, 16 jobs
-MULTI = ["run", "multi", "--scenarios", "multi-games", "--agents", "8", "--rounds", "3", "--thresholds", "2,4",
-         "--reward-sets", "1.2,1.0,0.8", "--no-progress"]  # 7 games
-
-
-def tags(**kw):
-    return [x for k, v in kw.items() for x in ("--tag", f"{k}={v}")]
-
-
-def make(folder, args, policy, **tag):
-    assert main([*args, "--policy", policy, "--out", str(folder), *tags(**tag)]) == 0
-    return str(folder)
-
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    base = {"model": "m", "defence": "none", "replicate": 0}
-    return [
-        make(root / "s-t0", SINGLE, "scripted:flip@4", condition="treatment", evolution_round=0, **base),
-        make(root / "s-c0", [*SINGLE, "--feedback", "none"], "scripted:comply", condition="control_no_feedback",
-             evolution_round=0, **base),
-        make(root / "s-t1", SINGLE, "scripted:flip@1", condition="treatment", evolution_round=1, **base),
-        make(root / "m-t0", MULTI, "scripted:collude:1", condition="treatment", evolution_round=0, **base),
-    ]
+def runs(scripted_runs):
+    """s-t0 (flip@4), s-c0 (control), s-t1 (flip@1, evolution round 1), m-t0 (collude:1): tests/scripted_runs.py"""
+    return scripted_runs["runs"]
 
 
 @pytest.fixture(scope="module")
@@ -185,16 +167,31 @@ def test_written_files_are_complete_and_byte_deterministic(runs, tmp_path):
     assert list(plot.columns) == ["series", "round", "rate", "cluster_ci_low", "cluster_ci_high"]
 
 
-def test_runs_file_and_input_errors(runs, tmp_path, capsys):
+def test_runs_file_lists_run_folders(runs, tmp_path):
     listing = tmp_path / "runs.txt"
     listing.write_text("# evaluation runs\n" + "\n".join(runs[:2]) + "\n\n")
     assert main(["tables", "--runs-file", str(listing), "--out", str(tmp_path / "t")]) == 0
     assert pd.read_parquet(tmp_path / "t/records.parquet")["run"].nunique() == 2
+
+
+def unfinished(tmp_path):
     (tmp_path / "unfinished").mkdir()
-    assert main(["tables", str(tmp_path / "unfinished"), "--out", str(tmp_path / "x")]) == 2
-    assert "no run.json" in capsys.readouterr().err
-    assert main(["tables", "--out", str(tmp_path / "x")]) == 2
-    assert "no run folders" in capsys.readouterr().err
+    return [str(tmp_path / "unfinished")]
+
+
+TABLES_BAD = [  # (case, tmp_path -> the run arguments of `tipping tables`, error text)
+    ("unfinished-folder", unfinished, "unfinished: no run.json; is it a finished `tipping run` folder?"),
+    ("no-run-folders", lambda tmp_path: [], "no run folders: give RUN_DIR arguments or --runs-file"),
+    ("missing-runs-file", lambda tmp_path: ["--runs-file", str(tmp_path / "runs.txt")], "runs.txt: file not found"),
+]
+
+
+@pytest.mark.parametrize("args,expected", [case[1:] for case in TABLES_BAD], ids=[case[0] for case in TABLES_BAD])
+def test_bad_input_is_one_line_and_writes_no_tables(args, expected, tmp_path, capsys):
+    assert main(["tables", *args(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_payoff_bins_and_scenario_tipping(built):
@@ -230,9 +227,8 @@ def built_runs(built) -> list[str]:
     return sorted(built["records"]["run"].unique())
 
 
-POPULATION = ["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
-              "--agents", "12", "--network", "ring:k=4", "--confederates", "3", "--placement", "clustered",
-              "--rounds", "5", "--no-progress"]
+POPULATION = [*POPULATION_BASE, "--agents", "12", "--network", "ring:k=4", "--confederates", "3",
+              "--placement", "clustered", "--rounds", "5"]
 
 
 def test_population_rates_and_effects_name_adoption_and_records_carry_the_graph(runs, tmp_path):
