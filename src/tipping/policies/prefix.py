@@ -1,8 +1,8 @@
 """Prefix KV reuse for the transformers backend: a trie of prompt chunks with an LRU token budget.
 
 A prompt is computed in CANONICAL chunks whose boundaries depend only on its conversation (see
-`TransformersPolicy.boundaries`), each chunk alone (batch 1, no padding) on the KV of the chunks
-before it. The trie's edges are the chunks' token ids, so a node holds exactly the KV (and the
+`ChatTokenizer.chunk_ends`), each on the KV of the chunks before it, in fixed-shape packed passes
+whose floats do not depend on what else is in the pass (policies/packed.py). The trie's edges are the chunks' token ids, so a node holds exactly the KV (and the
 last position's logits) that computing its path of chunks gives: reusing it yields the same
 floats as recomputing it, in any batch, in any order, before or after a kill. Correctness never
 rests on a key: a node is reached only through token-by-token equal chunks.
