@@ -16,13 +16,14 @@ the reference and the benchmark's baseline.
 
 Scoring: every turn's two answers continue its prompt as one packed unit (each answer sees the
 prompt and itself), all turns of a batch in one pass; log-probabilities are summed in float64.
-Generation: the rows are prefilled (packed), then decode as one left-padded batch; every turn
-samples from its own torch.Generator seeded with turn.seed with one uniform draw per new token,
-so its random stream never depends on its batch. The decode steps do share the batch: in fp32
-(the CPU default) that changes a token only when a draw falls within ~1e-5 of a token boundary
-(a turn alone and in a batch gave identical text in all our checks, on CPU and on a GPU); in bf16
-(the GPU default) it often does, so a resumed generate run on a GPU matches an uninterrupted one
-only where the chunks match (the Engine keeps them aligned) or with dtype="float32".
+Generation: the rows are prefilled (packed), then decode as one left-padded batch on a
+preallocated cache; every turn samples from its own torch.Generator seeded with turn.seed with
+one uniform draw per new token, so its random stream never depends on its batch. The decode
+steps do share the batch: in fp32 (the CPU default) that changes a token only when a draw falls
+within ~1e-5 of a token boundary (a turn alone and in a batch gave identical text in all our
+checks, on CPU and on a GPU); in bf16 (the GPU default) it often does, so a resumed generate
+run on a GPU matches an uninterrupted one only where the chunks match (the Engine keeps them
+aligned) or with dtype="float32".
 """
 
 from __future__ import annotations
@@ -218,32 +219,31 @@ class TransformersPolicy(Policy):
 
     def _decode(self, prompts: list[tuple[list[int], list[int]]], seeds: list[int], s: Sampling) -> list[list[int]]:
         """New tokens per (prompt, chunk ends) (ending with the stop token if one came): the prompts
-        are prefilled (packed), then the rows decode as one batch, their caches left-padded (K is
-        stored after RoPE, so padding under the mask changes nothing); finished rows leave the batch."""
+        are prefilled (packed), then the rows decode as one batch on a preallocated cache (prompts
+        left-padded, room for every new token: no copy of the cache per step; K is stored after
+        RoPE, so padding under the mask changes nothing); finished rows leave the batch."""
         import torch
-        from transformers import DynamicCache
+        from transformers import StaticCache
 
         n, width = len(prompts), max(len(prompt) for prompt, _ in prompts)
-        mask = torch.zeros((n, width), dtype=torch.long, device=self.device)
-        stacked, last = None, []
+        mask = torch.zeros((n, width + s.max_new_tokens), dtype=torch.long, device=self.device)
+        cache = StaticCache(config=self.model.config, max_cache_len=width + s.max_new_tokens)
+        last = []
         with torch.inference_mode():
             for row, ((prompt, _), (pieces, logits)) in enumerate(zip(prompts, self._prefill(prompts))):
-                if stacked is None:
-                    shape = (n, pieces[0][0].shape[2], width, pieces[0][0].shape[4])
-                    stacked = [[pieces[0][0].new_zeros(shape) for _ in "kv"] for _ in range(len(pieces[0][0]))]
                 offset = width - len(prompt)
                 for keys, values in pieces:  # (layers, 1, kv_heads, length, head_dim)
                     length = keys.shape[-2]
-                    for (all_keys, all_values), k, v in zip(stacked, keys, values):
-                        all_keys[row, :, offset:offset + length] = k[0]
-                        all_values[row, :, offset:offset + length] = v[0]
+                    for layer, k, v in zip(cache.layers, keys, values):
+                        if not layer.is_initialized:
+                            layer.lazy_initialization(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1))
+                        layer.keys[row, :, offset:offset + length] = k[0]
+                        layer.values[row, :, offset:offset + length] = v[0]
                     offset += length
-                mask[row, width - len(prompt):] = 1
+                mask[row, width - len(prompt):width] = 1
                 last.append(logits)
-            cache = DynamicCache(config=self.model.config)
-            for (keys, values), layer in zip(stacked, cache.layers):
-                layer.update(keys, values)
-            del stacked
+            for layer in cache.layers:
+                layer.cumulative_length.fill_(width)
             logits = torch.stack(last)
             positions = torch.tensor([[len(prompt)] for prompt, _ in prompts], device=self.device)
             generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
@@ -251,6 +251,7 @@ class TransformersPolicy(Policy):
             active = list(range(n))  # rows still generating, in batch order
             for step in range(s.max_new_tokens):
                 if step:
+                    mask[:, width + step - 1] = 1  # the token fed now
                     out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                                      use_cache=True, logits_to_keep=1)
                     logits, positions = out.logits[:, -1], positions + 1
@@ -262,11 +263,11 @@ class TransformersPolicy(Policy):
                     break
                 if len(keep) < len(active):
                     index = torch.tensor(keep, device=self.device)
-                    cache.batch_select_indices(index)
+                    for layer in cache.layers:
+                        layer.keys, layer.values = layer.keys[index], layer.values[index]
                     mask, positions = mask[index], positions[index]
                     active, picked = [active[j] for j in keep], [picked[j] for j in keep]
                 ids = torch.tensor([[token] for token in picked], device=self.device)
-                mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
         return new
 
     @staticmethod

@@ -6,7 +6,8 @@ trie nodes) and, causally, to itself. Segments are packed into passes of one seq
 padding between them), so the linear layers run on many at once: one weight read per pass instead
 of one per chunk and answer. The attention function registered here splits them back and attends
 each unit (a segment, or the segments on one past: a turn's two answers) alone, on its past read
-straight from the trie. Outside a packed pass it is transformers' SDPA (generation's decode steps).
+straight from the trie. Outside a packed pass (generation's decode steps) it is plain SDPA on the
+grouped KV heads.
 
 Batch invariance: a pass always has exactly `size` token rows (padded), and the LM head runs on
 tiles of exactly HEAD_ROWS rows, so every matrix product has one shape whatever else is in the
@@ -55,12 +56,15 @@ class _Pass:
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     import torch
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     run = _PASS.get()
-    if run is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      **kwargs)
+    if run is None:  # decoding: SDPA on the grouped KV heads (transformers' CPU path copies them per step)
+        if attention_mask is not None:
+            attention_mask = attention_mask[:, :, :, :key.shape[-2]]
+        causal = attention_mask is None and query.shape[2] > 1
+        o = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                             is_causal=causal, scale=scaling, enable_gqa=True)
+        return o.transpose(1, 2).contiguous(), None
     if kwargs.get("sliding_window"):
         raise NotImplementedError("packed passes do not support sliding-window attention layers")
     layer = module.layer_idx
