@@ -50,8 +50,8 @@ mutation: setup
 
 # The whole pipeline on CPU with the embedded SmolLM2-135M (config/demo.yaml): the model (no alignment: the study has the dpo defence),
 # evolution rounds, evaluation with controls, tables, figures, viewer and an HTML report, all
-# under results/demo/. A rerun does only what changed. (Not timed since its resize to 16 items x 6
-# rounds: by the study's measured 2.2 s per turn per core, about 20 min on 2 cores.)
+# under results/demo/. A rerun does only what changed. Measured on a 2-core machine: 359 s after
+# `make setup` (the install adds about 3.5 min on a fresh one).
 DEMO := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/snakemake --configfile config/demo.yaml
 demo: setup
 	@start=$$(date +%s); \
