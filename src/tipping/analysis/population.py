@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
 from tipping import metrics
+from tipping.analysis.run_records import read_graph
 from tipping.errors import InputError
 from tipping.outputs import read_jsonl, write_json
 from tipping.policies import Policy, Sampling
@@ -41,15 +41,6 @@ from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.population import probe_turns
 
 RUN_KEYS = ["network", "payoff", "placement", "agents", "confederates", "fraction", "seed", "policy"]
-
-
-def read_graph(folder: Path, agents: int) -> nx.Graph:
-    """A run's graph from its network.edgelist (agents without edges included)."""
-    graph = nx.Graph()
-    graph.add_nodes_from(range(agents))
-    lines = (folder / "network.edgelist").read_text().splitlines()
-    graph.add_edges_from(tuple(map(int, line.split())) for line in lines)
-    return graph
 
 
 def load_run(folder: str | Path) -> pd.DataFrame:

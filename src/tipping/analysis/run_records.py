@@ -48,18 +48,24 @@ def _read_run(folder: Path) -> tuple[dict, list[dict], list[dict]]:
     return config, read_jsonl(folder / "records.jsonl"), read_jsonl(folder / "prompts.jsonl")
 
 
+def read_graph(folder: Path, agents: int):
+    """A population run's graph (a networkx Graph) from its edge list (agents without edges included)."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(range(agents))
+    lines = (folder / EDGES).read_text().splitlines()
+    graph.add_edges_from(tuple(map(int, line.split())) for line in lines)
+    return graph
+
+
 def neighbours(folder: Path, agents: int) -> list[list[int]]:
     """agent -> its sorted neighbour ids, from a population run's edge list (agents 0..agents-1)."""
-    out: list[set[int]] = [set() for _ in range(agents)]
     try:
-        lines = (folder / EDGES).read_text().splitlines()
+        graph = read_graph(folder, agents)
     except FileNotFoundError:
         raise InputError(f"{folder}: no {EDGES}; is it a finished `tipping run population` folder?") from None
-    for line in lines:
-        u, v = map(int, line.split())
-        out[u].add(v)
-        out[v].add(u)
-    return [sorted(s) for s in out]
+    return [sorted(graph.neighbors(agent)) for agent in range(agents)]
 
 
 def load_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
