@@ -99,7 +99,7 @@ def main() -> None:
 
     model = prepare("smollm2-135m-instruct", MODEL_CACHE / "smollm2-135m-instruct")
     if args.backend == "transformers":
-        from tipping.policies.hf import TransformersPolicy
+        from tipping.policies.transformers_backend import TransformersPolicy
 
         base_policy = TransformersPolicy(model, prefix_cache=False)
     else:

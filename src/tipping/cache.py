@@ -13,8 +13,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tipping.hashing import sha256_json
 from tipping.outputs import atomic_write_text
-from tipping.testbeds.base import Turn, sha256_json
+from tipping.testbeds.base import Turn
 
 if TYPE_CHECKING:
     from tipping.policies.base import Sampling

@@ -11,12 +11,12 @@ per-round rates are the log's results. inspect_ai is imported here only (it is s
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from tipping.errors import InputError
+from tipping.hashing import sha256_hex
 from tipping.outputs import read_jsonl
 
 # record fields a sample's metadata keeps per turn (the rest is in the messages or the spec)
@@ -96,7 +96,7 @@ def _sample(episode: str, turns: list[dict], prompts: dict[str, list], testbed: 
     answer = next(m for m in messages if m.id == f"a{last['agent']}-r{last['round']}-answer")
     meta = {k: first[k] for k in ("scenario", "item", "compliant", "violating", "threshold", "rewards") if k in first}
     return EvalSample(
-        id=episode, epoch=1, uuid=hashlib.sha256(f"{run_id}/{episode}".encode()).hexdigest()[:22],
+        id=episode, epoch=1, uuid=sha256_hex(f"{run_id}/{episode}".encode())[:22],
         input=messages[:len(prompt)],
         target=first.get("compliant", ""), messages=messages,
         output=ModelOutput(model=last["policy"], choices=[ChatCompletionChoice(message=answer, stop_reason="stop")]),
@@ -136,8 +136,7 @@ def run_log(folder: Path):
         by_episode.setdefault(r["episode"], []).append(r)
     # ids and the time come from the run itself (its config too: runs that differ only in their
     # tags have the same records), so exporting a run twice gives the same log
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode() + (folder / "records.jsonl").read_bytes()
-                            ).hexdigest()
+    digest = sha256_hex(json.dumps(config, sort_keys=True).encode(), (folder / "records.jsonl").read_bytes())
     try:
         samples = [_sample(e, turns, prompts, testbed, digest) for e, turns in by_episode.items()]
     except KeyError as exc:

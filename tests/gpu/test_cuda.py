@@ -37,7 +37,7 @@ def adapter_weights(folder):
 
 
 def test_transformers_backend_places_bf16_model_on_cuda(tiny):
-    from tipping.policies.hf import TransformersPolicy
+    from tipping.policies.transformers_backend import TransformersPolicy
 
     policy = TransformersPolicy(str(tiny))
     assert policy.device.type == "cuda"
@@ -52,7 +52,7 @@ def test_transformers_backend_places_bf16_model_on_cuda(tiny):
 
 
 def test_dpo_step_bf16_on_cuda(tiny, tmp_path):
-    from tipping.policies.hf import TransformersPolicy
+    from tipping.policies.transformers_backend import TransformersPolicy
     from tipping.outputs import write_jsonl
     from tipping.training.dpo import train_dpo
 

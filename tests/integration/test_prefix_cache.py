@@ -9,8 +9,9 @@ import pytest
 
 from tipping.cache import ResponseCache
 from tipping.policies import Sampling
-from tipping.policies.hf import TransformersPolicy, common_prefix
+from tipping.policies.local import common_prefix
 from tipping.policies.prefix import PrefixTrie
+from tipping.policies.transformers_backend import TransformersPolicy
 from tipping.rollout import Engine, choice_probability
 from tipping.runs import single_episodes
 from tipping.scenarios import load_single_items

@@ -9,7 +9,7 @@ from fixtures_models import make_turns, save_lora
 from tipping.cache import ResponseCache
 from tipping.errors import InputError
 from tipping.policies import Sampling
-from tipping.policies.hf import TransformersPolicy
+from tipping.policies.transformers_backend import TransformersPolicy
 from tipping.rollout import Engine
 from tipping.testbeds.base import Turn
 

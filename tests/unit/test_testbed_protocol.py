@@ -3,10 +3,11 @@ windows, feedback texts, payoffs, seeds and records, each pinned so that a chang
 
 import pytest
 
+from tipping.hashing import derive_seed, sha256_json
 from tipping.rollout import Answer
 from tipping.scenarios import load_multi_items
 from tipping.scenarios.models import GameParams, MultiScenario, SingleItem
-from tipping.testbeds.base import canonical_answer, derive_seed, sha256_json
+from tipping.testbeds.base import canonical_answer
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
 from tipping.testbeds.single import SingleEpisode, SingleSettings, supervision_state
 

@@ -40,7 +40,7 @@ def load_policy(spec: str, *, dtype: str | None = None, max_model_len: int | Non
 
         return ScriptedPolicy(target)
     if backend == "transformers":
-        from tipping.policies.hf import TransformersPolicy
+        from tipping.policies.transformers_backend import TransformersPolicy
 
         return TransformersPolicy(target, adapter=adapter, **local)
     if backend == "vllm":

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tipping.hashing import sha256_json
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
-from tipping.testbeds.base import Turn, sha256_json
+from tipping.testbeds.base import Turn
 
 
 class MixedPolicy(Policy):

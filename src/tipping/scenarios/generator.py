@@ -5,7 +5,7 @@
     multi-games   the 7 library games themselves
 
 Every item draws from its own random.Random, seeded by sha256 of (seed, split, scenario, item
-index, attempt), so the output depends on nothing but the seed: same seed, byte-identical
+index, attempt) (hashing.split_rng), so the output depends on nothing but the seed: same seed, byte-identical
 files. Ids are f"{split}-{scenario slug}-{i:02d}".
 
 Single items follow the upstream normalisation (upstream-protocol.md §4.2): ratios rounded to
@@ -32,11 +32,11 @@ only (`tipping items check` proves it for every job of a DAG).
 from __future__ import annotations
 
 import functools
-import hashlib
 import random
 import re
 
 from tipping.errors import InputError
+from tipping.hashing import split_rng
 from tipping.scenarios import SPLITS, json_instruction, multi_library, single_library
 from tipping.scenarios.models import GameParams, MultiItem, MultiScenario, SingleItem, SingleScenario
 
@@ -67,7 +67,7 @@ def make_split(name: str, seed: int) -> list:
 
 def _unique(draw, taken: set, *key) -> dict:
     for attempt in range(MAX_ATTEMPTS):
-        fields = draw(_rng(*key, attempt))
+        fields = draw(split_rng(*key, attempt))
         if fields["user_prompt"] not in taken:
             taken.add(fields["user_prompt"])
             return fields
@@ -134,9 +134,3 @@ def fmt_num(x: float) -> str:
 def slug(name: str) -> str:
     """'delivery worker' -> 'delivery-worker', 'PublicFund' -> 'public-fund' (also the file name)."""
     return re.sub(r"[^a-z0-9]+", "-", re.sub(r"(?<=[a-z])(?=[A-Z])", "-", name).lower()).strip("-")
-
-
-def _rng(*parts) -> random.Random:
-    # sha256, never hash(): str hashes are salted per process
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
+
+from tipping.hashing import derive_seed, sha256_json
 
 Message = dict[str, str]
 OptionOrder = Literal["fixed", "swapped", "balanced"]
@@ -60,20 +61,9 @@ def clean_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def sha256_json(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
 def shown_order(paper: tuple[str, str], order: OptionOrder, seed: int, episode_id: str) -> tuple[str, str]:
     """The two labels in the order the prompt lists them: the paper's order (fixed), reversed
     (swapped), or per episode (balanced: a coin seeded by the sampling seed and the episode id,
     so each episode is swapped with probability 1/2, independently of the others)."""
     swap = order == "swapped" or (order == "balanced" and derive_seed(seed, episode_id, "option-order") % 2 == 1)
     return (paper[1], paper[0]) if swap else paper
-
-
-def derive_seed(*parts) -> int:
-    """Seed from (global seed, item, round, agent, ...): sha256, never hash() or process order.
-    31 bits, so every backend (torch, vLLM, OpenAI servers) accepts it."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") % (2**31 - 1)

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
+from tipping.hashing import derive_seed
 from tipping.scenarios import json_instruction, reorder_answers
 from tipping.scenarios.models import MultiItem, MultiScenario
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer, derive_seed
+from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer
 from tipping.testbeds.parsing import ParserMode, answer_choice
 
 RULES = {

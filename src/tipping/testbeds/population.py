@@ -12,7 +12,6 @@ Confederates always choose the collective option and are no model turns.
 from __future__ import annotations
 
 import math
-import random
 import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -21,10 +20,11 @@ from typing import Literal, Sequence
 import networkx as nx
 
 from tipping.errors import InputError
+from tipping.hashing import derive_rng, derive_seed
+from tipping.rollout import Answer
 from tipping.scenarios import reorder_answers
 from tipping.scenarios.models import MultiScenario
-from tipping.rollout import Answer
-from tipping.testbeds.base import Turn, canonical_answer, derive_seed
+from tipping.testbeds.base import Turn, canonical_answer
 from tipping.testbeds.multi import MultiEpisode, MultiSettings, game_texts
 
 Placement = Literal["random", "hubs", "clustered"]
@@ -81,7 +81,7 @@ def place_confederates(graph: nx.Graph, count: int, placement: Placement, seed: 
     0..M-1 (a contiguous block on a ring)."""
     nodes = sorted(graph.nodes)
     if placement == "random":
-        return frozenset(random.Random(derive_seed(seed, "confederates")).sample(nodes, count))
+        return frozenset(derive_rng(seed, "confederates").sample(nodes, count))
     if placement == "hubs":
         return frozenset(sorted(nodes, key=lambda v: (-graph.degree(v), v))[:count])
     return frozenset(nodes[:count])
@@ -91,7 +91,7 @@ def assign_groups(agents: int, confederates: frozenset[int], fraction: float, se
     """Mixed populations: round(fraction x free agents) of the free agents, a seeded sample, play
     policy group 1, everyone else group 0 (confederates are in group 0 and answer no turns)."""
     free = [a for a in range(agents) if a not in confederates]
-    other = set(random.Random(derive_seed(seed, "mix")).sample(free, round(fraction * len(free))))
+    other = set(derive_rng(seed, "mix").sample(free, round(fraction * len(free))))
     return tuple(int(a in other) for a in range(agents))
 
 
@@ -166,7 +166,7 @@ def probe_turns(game: MultiScenario, fraction: float, rewards: tuple[float, floa
     first = MultiEpisode(game, threshold, rewards, settings, seed)
     out = [(None, None, first.turns(1)[-1])]
     for k in range(degree + 1):
-        colluders = set(random.Random(derive_seed(seed, game.name, "probe", k)).sample(range(degree), k))
+        colluders = set(derive_rng(seed, game.name, "probe", k).sample(range(degree), k))
         for own in (False, True):
             episode = MultiEpisode(game, threshold, rewards, settings, seed)
             chosen = colluders | ({degree} if own else set())

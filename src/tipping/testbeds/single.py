@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tipping.hashing import derive_seed
 from tipping.scenarios import reorder_answers
 from tipping.scenarios.models import SingleItem
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn, derive_seed
+from tipping.testbeds.base import Message, OptionOrder, Options, Turn
 from tipping.testbeds.parsing import ParserMode, answer_choice
 
 SUPERVISION_PATTERNS = (

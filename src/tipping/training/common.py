@@ -24,10 +24,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tipping.config import LoraParams, load_yaml, parse_section
 from tipping.errors import InputError
+from tipping.hashing import sha256_json
 from tipping.outputs import atomic_write_text, output_lock, versions, write_json, write_jsonl
-from tipping.policies.hf import is_local
-from tipping.policies.models import validate_model_dir
-from tipping.testbeds.base import sha256_json
+from tipping.policies.local import check_model
 from tipping.training import MARKER, check_adapter
 
 # TRL switches per host kind (training-stack.md §6), picked by --device, never branched on in the
@@ -71,8 +70,7 @@ def load_params(model, args, section: str, defaults: dict | None = None):
 
 def load_tokenizer(model: str):
     """The model's tokenizer, with a chat template (training data is conversational)."""
-    if is_local(model):
-        validate_model_dir(model)  # names what is missing: config, tokenizer, weights
+    check_model(model)  # names what is missing: config, tokenizer, weights
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as exc:

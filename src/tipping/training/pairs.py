@@ -25,11 +25,12 @@ from typing import Sequence
 
 from tipping import paths, scenarios
 from tipping.errors import InputError
+from tipping.hashing import derive_seed
 from tipping.outputs import read_jsonl, versions, write_json, write_jsonl
 from tipping.policies import Policy, Sampling
 from tipping.scenarios.models import MultiScenario, SingleItem
 from tipping.rollout import Decision, Engine
-from tipping.testbeds.base import Message, Options, Turn, canonical_answer, derive_seed
+from tipping.testbeds.base import Message, Options, Turn, canonical_answer
 from tipping.testbeds.parsing import ParserMode, answer_choice
 
 SIDES = ("aligned", "deviant")  # chosen, rejected

@@ -29,124 +29,22 @@ aligned) or with dtype="float32".
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
-from pathlib import Path
 from typing import Sequence
 
 from tipping.errors import InputError
-from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
-from tipping.policies.models import WEIGHT_PATTERNS, sampling_defaults, validate_model_dir
 from tipping.policies import packed
+from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
+from tipping.policies.local import (
+    ChatTokenizer,
+    check_model,
+    choice_scores,
+    model_sampling,
+    policy_id,
+    validate_adapter_dir,
+)
 from tipping.policies.packed import Segment
 from tipping.policies.prefix import PrefixTrie
-from tipping.testbeds.base import Turn, canonical_answer, clean_text
-
-ADAPTER_CONFIG = "adapter_config.json"
-_SENTINEL = "\x00tipping-sentinel\x00"
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
-
-def is_local(model: str) -> bool:
-    """A path that exists, or one that cannot be a hub id ('org/name')."""
-    path = Path(model)
-    return path.exists() or model.startswith((".", "/", "~")) or len(path.parts) != 2
-
-
-def model_fingerprint(model: str) -> str:
-    """Stable identity of a model: config.json content + weight file names and sizes for a local
-    folder (fast on 16 GB checkpoints; a retrained model changes size or config), the id for a hub name."""
-    path = Path(model)
-    if not path.is_dir():
-        return hashlib.sha256(model.encode()).hexdigest()
-    h = hashlib.sha256((path / "config.json").read_bytes())
-    for pattern in WEIGHT_PATTERNS:
-        for f in sorted(path.glob(pattern)):
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return h.hexdigest()
-
-
-def adapter_fingerprint(adapter: str) -> str:
-    """sha256 of the adapter's files: adapters are small and retrained often, so hash content."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(adapter).iterdir() if p.is_file() and p.name.startswith("adapter_")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def validate_adapter_dir(adapter: str) -> dict:
-    """The adapter's config (its base model, rank), or an InputError naming what is missing."""
-    path = Path(adapter)
-    if not (path / ADAPTER_CONFIG).is_file():
-        what = "no such folder" if not path.is_dir() else f"no {ADAPTER_CONFIG} in it"
-        raise InputError(f"adapter {adapter}: {what}; expected a PEFT LoRA folder (a finetune step's output)")
-    return json.loads((path / ADAPTER_CONFIG).read_text())
-
-
-def policy_id(backend: str, model: str, adapter: str | None, *extra: str) -> str:
-    """'transformers:smollm2@3fa1c2e0b7d4+dpo-round1@9be0a1f3c2d5/float32': readable names, content hashes."""
-    name = Path(model).name if is_local(model) else model
-    text = f"{backend}:{name}@{model_fingerprint(model)[:12]}"
-    if adapter:
-        text += f"+{Path(adapter).name}@{adapter_fingerprint(adapter)[:12]}"
-    return "/".join((text, *extra))
-
-
-class ChatTokenizer:
-    """Chat-template prompts as token ids, shared by the transformers and vLLM backends so both
-    score exactly the same token sequences."""
-
-    def __init__(self, tokenizer):
-        self.tok = tokenizer
-        # the template's end-of-turn marker (<|im_end|>, <|eot_id|>): an answer that stops there
-        end = self.render([{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}],
-                          None, add_generation_prompt=False)
-        self.end_of_turn = end.split(_SENTINEL, 1)[1].strip() if _SENTINEL in end else ""
-
-    def render(self, messages, enable_thinking: bool | None, add_generation_prompt: bool = True) -> str:
-        kwargs = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
-        messages = [{"role": m["role"], "content": clean_text(m["content"])} for m in messages]
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                            **kwargs)
-
-    def encode(self, text: str) -> list[int]:
-        # the template already holds the special tokens: adding BOS again would shift every score
-        return self.tok(clean_text(text), add_special_tokens=False)["input_ids"]
-
-    def prompt_ids(self, turn: Turn, sampling: Sampling) -> list[int]:
-        return self.encode(self.render(turn.conversation, sampling.enable_thinking))
-
-    def answer_ids(self, label: str, sampling: Sampling) -> list[int]:
-        """The canonical answer and the end of the turn, tokenized apart from the prompt so the two
-        concatenate at the same boundary the model would generate across; capped at max_new_tokens."""
-        return self.encode(canonical_answer(label) + self.end_of_turn)[: sampling.max_new_tokens]
-
-    def chunk_ends(self, turn: Turn, sampling: Sampling, prompt: list[int]) -> list[int]:
-        """Canonical chunk boundaries of a prompt (sorted, the last = len(prompt)): where the system
-        prompt and each earlier prompt of the conversation stop agreeing with it, and where this
-        prompt stops agreeing with itself rendered as a past turn. Round r's prompt usually extends
-        round r-1's, so round r-1's chunks are round r's first chunks; the common-prefix check copes
-        with BPE merges across a boundary and templates that rewrite past turns (Qwen3's <think>)."""
-        messages, think = turn.conversation, sampling.enable_thinking
-        texts = [self.render(messages[:i], think) for i, m in enumerate(messages) if m["role"] == "assistant"]
-        if messages and messages[0]["role"] == "system":
-            texts.append(self.render(messages[:1], think, add_generation_prompt=False))
-        texts.append(self.render([*messages, {"role": "assistant", "content": "x"}], think, add_generation_prompt=False))
-        ends = {len(prompt)}
-        ends.update(common_prefix(self.encode(text), prompt) for text in texts)
-        return sorted(e for e in ends if e > 0)
-
-    def stop_ids(self, generation_config) -> set[int]:
-        ids = {self.tok.eos_token_id}
-        eos = getattr(generation_config, "eos_token_id", None)
-        ids.update(eos if isinstance(eos, list) else [eos])
-        if self.end_of_turn:
-            ids.add(self.tok.convert_tokens_to_ids(self.end_of_turn))
-        return {i for i in ids if isinstance(i, int) and i >= 0}
+from tipping.testbeds.base import Turn
 
 
 class TransformersPolicy(Policy):
@@ -156,9 +54,7 @@ class TransformersPolicy(Policy):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = str(model)
-        if is_local(model):
-            validate_model_dir(model)
+        model = check_model(model)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -181,12 +77,11 @@ class TransformersPolicy(Policy):
             self.model = self._with_adapter(model, str(adapter))
         self.chat = ChatTokenizer(tokenizer)
         self.stop = self.chat.stop_ids(self.model.generation_config)
-        self.default_sampling = sampling_defaults(self.model.config.to_dict() | {"_name_or_path": model})
+        self.default_sampling = model_sampling(self.model.config, model)
         self.prefix = PrefixTrie(prefix_budget_tokens) if prefix_cache else None
         # packed prefill gives other last-bit floats than one pass over the prompt: a separate identity
         # keeps the response cache from mixing the two in one run
-        self.id = policy_id("transformers", model, adapter, str(self.dtype).removeprefix("torch."),
-                            *(["packed"] if prefix_cache else []))
+        self.id = policy_id("transformers", model, adapter, self.dtype, *(["packed"] if prefix_cache else []))
 
     def _with_adapter(self, model: str, adapter: str):
         from peft import PeftModel
@@ -303,7 +198,7 @@ class TransformersPolicy(Policy):
         import torch
 
         prompts = [self._prompt(t, s) for t in turns]
-        answers = [[self.chat.answer_ids(label, s) for label in t.options.labels()] for t in turns]
+        answers = [self.chat.answers(t, s) for t in turns]
         with torch.inference_mode():
             paths = self._prefill_paths(prompts)
             continuations = self._continuations(list(zip(paths, answers)))
@@ -311,7 +206,7 @@ class TransformersPolicy(Policy):
             for (prompt, _), path, pair, rests in zip(prompts, paths, answers, continuations):
                 first, rest = path[-1].logits.double().log_softmax(-1), iter(rests)
                 totals = [(first[a[0]].item() if a else 0.0) + (next(rest) if len(a) > 1 else 0.0) for a in pair]
-                scores.append(ChoiceScores(aligned=totals[0], deviant=totals[1], prompt_tokens=len(prompt)))
+                scores.append(choice_scores(totals, len(prompt)))
         return scores
 
     def _continuations(self, items: list[tuple[list, list[list[int]]]]) -> list[list[float]]:
@@ -343,7 +238,7 @@ class TransformersPolicy(Policy):
         import torch
 
         prompt, _ = self._prompt(turn, s)
-        answers = [self.chat.answer_ids(label, s) for label in turn.options.labels()]
+        answers = self.chat.answers(turn, s)
         with torch.inference_mode():
             cache, last = self._prefill_alone(prompt)
             first = last.double().log_softmax(-1)
@@ -357,7 +252,7 @@ class TransformersPolicy(Policy):
                     logp = rest.logits[0].double().log_softmax(-1)
                     total += logp.gather(-1, torch.tensor(answer[1:], device=self.device)[:, None]).sum().item()
                 totals.append(total)
-        return ChoiceScores(aligned=totals[0], deviant=totals[1], prompt_tokens=len(prompt))
+        return choice_scores(totals, len(prompt))
 
     # --- prefill -----------------------------------------------------------------------------
 
