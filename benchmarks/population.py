@@ -36,7 +36,7 @@ def peak_rss_mb() -> float:
 def one(model: str, network: str, agents: int, rounds: int, batch_size: int) -> dict:
     """Play one configuration in this process (the --one mode of the subprocesses)."""
     from tipping.cli import build_parser
-    from tipping.commands import population_plan
+    from tipping.cli.run import population_plan
     from tipping.policies import load_policy
     from tipping.policies.models import prepare
     from tipping.rollout import Engine

@@ -27,13 +27,19 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from tipping import paths
 from tipping.errors import InputError
 from tipping.outputs import read_jsonl, write_json, write_jsonl
-from tipping.training.pairs import pair_row, summary_path
 
 RULES = ("top_fraction", "above_mean", "threshold")
 META = ("testbed", "episode", "item", "scenario", "round", "agent", "reward", "score", "choice", "deviant",
         "prompt_sha")
+
+
+def pair_row(prompt, chosen: str, rejected: str, **meta) -> dict:
+    """A DPO pair in TRL's conversational format (the ranked pairs here, the steered ones of tipping.training.pairs)."""
+    return {"prompt": [dict(m) for m in prompt], "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}], **meta}
 
 
 def turn_score(record: dict) -> float | None:
@@ -55,13 +61,6 @@ def score_run(run) -> list[dict]:
                              f"{run / 'prompts.jsonl'}; the run folder is incomplete or mixed")
         scored.append({**r, "score": turn_score(r), "messages": prompts.get(r.get("prompt_sha"))})
     return scored
-
-
-def score_command(args) -> int:
-    rows = score_run(args.run)
-    write_jsonl(Path(args.out), rows)
-    print(f"scored {sum(r['score'] is not None for r in rows)} of {len(rows)} turns; wrote {args.out}")
-    return 0
 
 
 def rank(row: dict) -> tuple:
@@ -128,15 +127,5 @@ def filter_run(scored, out, *, rule: str = "top_fraction", fraction: float = 0.5
         pairs = ranked_pairs(rows)
         write_jsonl(Path(pairs_out), pairs)
         summary["pairs"] = {"n": len(pairs), "path": str(pairs_out)}
-    write_json(summary_path(out), summary)
+    write_json(Path(paths.summary_path(out)), summary)
     return summary
-
-
-def filter_command(args) -> int:
-    s = filter_run(args.scored, args.out, rule=args.rule, fraction=args.fraction,
-                   threshold=args.threshold, pairs_out=args.pairs_out)
-    share = lambda x: "n/a" if x is None else f"{x:.1%}"  # noqa: E731
-    print(f"kept {s['kept']['n']} of {s['valid']['n']} valid turns ({s['records']} records); deviant share "
-          f"{share(s['kept']['deviant_share'])} kept vs {share(s['valid']['deviant_share'])} all; wrote {args.out}"
-          + (f" and {s['pairs']['n']} pairs to {args.pairs_out}" if args.pairs_out else ""))
-    return 0

@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
 from tipping.errors import InputError
 from tipping.hashing import sha256_hex
@@ -159,11 +160,11 @@ def run_log(folder: Path):
                    stats=EvalStats(started_at=finished.isoformat(), completed_at=finished.isoformat()))
 
 
-def export_inspect_command(args) -> int:
+def write_logs(run_dirs, out: Path) -> Iterator[tuple[Path, int]]:
+    """One inspect_ai .eval log per run folder in OUT, yielded as written: (its path, its samples)."""
     from inspect_ai.log import write_eval_log
 
-    out = Path(args.out)
-    for run_dir in args.runs:
+    for run_dir in run_dirs:
         log = run_log(Path(run_dir))
         created = log.eval.created[:19].replace(":", "-")
         path = out / f"{created}_tipping-{log.eval.task.split('/')[1]}_{log.eval.eval_id}.eval"
@@ -171,5 +172,4 @@ def export_inspect_command(args) -> int:
         tmp = path.with_name(f".{path.name}.tmp")  # renamed when complete: a killed export leaves no log
         write_eval_log(log, tmp, format="eval")
         os.replace(tmp, path)
-        print(f"wrote {path} ({len(log.samples)} samples)")
-    return 0
+        yield path, len(log.samples)

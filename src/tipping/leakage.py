@@ -20,8 +20,6 @@ import functools
 import os
 
 from tipping import pipeline, scenarios
-from tipping.cli import build_parser
-from tipping.commands import multi_plan, single_plan
 from tipping.config import Params
 from tipping.errors import InputError
 from tipping.scenarios.models import MultiItem, SingleItem
@@ -35,6 +33,9 @@ _REQUIRED = {("run", "single"): _POLICY, ("run", "multi"): _POLICY, ("align", "p
 
 @functools.cache
 def _parser():
+    # a job is read by the command's own parser: the audit sees the arguments exactly as the job does
+    from tipping.cli import build_parser
+
     return build_parser()
 
 
@@ -65,6 +66,7 @@ def episode_prompts(episode) -> set[str]:
 
 def job_prompts(job: pipeline.Job) -> list[frozenset[str]]:
     """The prompts of every item or episode the job plays or trains on (one set per unit)."""
+    from tipping.cli.run import multi_plan, single_plan
 
     args = parse_job(job)
     if job.command[0] == "align":  # pairs and GRPO train on the items load_prompts reads
@@ -95,20 +97,3 @@ def audit(p: Params) -> list[dict]:
                      "eval_prompts": len(evaluated), "shared": sum(bool(u & trained) for u in evaluated),
                      "upstream": [(j.label, len(units(j))) for j in upstream]})
     return rows
-
-
-def check_command(args) -> int:
-    p = Params.from_files(args.params, *args.configfile)
-    rows = audit(p)
-    for r in rows:
-        upstream = ", ".join(f"{label} {n}" for label, n in r["upstream"]) or "none"
-        print(f"{r['model']} {r['defence']} {r['testbed']} seed {r['seed']} round {r['round']}: {r['shared']} "
-              f"shared of {r['eval_prompts']} evaluation prompts (upstream prompts: {upstream})")
-    leaks = [r for r in rows if r["shared"]]
-    source = "+".join([args.params, *args.configfile])
-    if leaks:
-        print(f"LEAK: {len(leaks)} of {len(rows)} evaluated policies of {source} share evaluation prompts "
-              "with their training or rollout data")
-        return 1
-    print(f"ok: no evaluation prompt occurs upstream of any of the {len(rows)} evaluated policies of {source}")
-    return 0

@@ -247,3 +247,21 @@ def tipping_round(rounds: list, rates: list, lows: list, highs: list) -> int | N
         if rate is not None and low > highs[0]:
             return r
     return None
+
+
+def turn_key(r: dict) -> tuple:
+    """A turn's place in a run: (episode, agent, round)."""
+    return r["episode"], r["agent"], r["round"]
+
+
+def paired_effect(treatment: list[dict], control: list[dict]) -> list[dict]:
+    """Per round: paired_difference over the turns both runs answered validly at the same
+    (episode, agent, round)."""
+    paired = {turn_key(r): r for r in control}
+    by_round = {r["round"]: [] for r in treatment}
+    for r in treatment:
+        other = paired[turn_key(r)]
+        if r["valid"] and other["valid"]:
+            by_round[r["round"]].append((r["episode"], r["deviant"], other["deviant"]))
+    return [{"round": k, **paired_difference(*(list(zip(*pairs)) or ([], [], [])))}
+            for k, pairs in sorted(by_round.items())]

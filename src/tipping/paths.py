@@ -177,3 +177,8 @@ def chain_stem(model: str = M, defence: str = D, testbed: str = T, seed=S, round
     """A flat name for logs: model_defence_testbed_sS_rR."""
     return f"{model}_{defence}_{testbed}_s{seed}_r{round}"
 
+
+
+# the figures `tipping plot` draws, in the paper's order (tipping.analysis.plots draws each; the CLI lists them)
+FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
+           "payoff_ratio", "invalid_rate")

@@ -33,7 +33,6 @@ which a Snakemake profile sets for its site under its `config:` key (workflow/pr
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,7 +276,7 @@ def job_resources(row: Row, attempt: int = 1) -> dict:
 
 def site(p: Params) -> tuple[float, dict]:
     """(GPU GiB, throughput table) of the site: runtime.gpu_memory_gb (else 80) and runtime.throughput."""
-    return p.runtime.gpu_memory_gb or 80.0, _throughput(p.runtime.throughput, "runtime.throughput")
+    return p.runtime.gpu_memory_gb or 80.0, parse_throughput(p.runtime.throughput, "runtime.throughput")
 
 
 def profile_config(name: str, profiles: Path = PROFILES) -> dict:
@@ -353,7 +352,7 @@ def render(plan: dict) -> str:
     return "\n".join(lines)
 
 
-def _throughput(specs: list[str], source: str = "--throughput", base: dict = THROUGHPUT) -> dict:
+def parse_throughput(specs: list[str], source: str = "--throughput", base: dict = THROUGHPUT) -> dict:
     """`base` with the rates that CLASS=DECODE,PREFILL specs give."""
     table = {k: dict(v) for k, v in base.items()}
     for spec in specs:
@@ -367,12 +366,3 @@ def _throughput(specs: list[str], source: str = "--throughput", base: dict = THR
             raise InputError(f"{source} {spec!r}: CLASS is one of {', '.join(table)}, rates > 0")
         table[name].update(decode=decode, prefill=prefill)
     return table
-
-
-def plan_command(args) -> int:
-    overrides = profile_config(args.profile) if args.profile else {}
-    p = Params.from_files(args.params, *args.configfile, overrides=overrides)
-    gpu, throughput = site(p)
-    plan = estimate(p, args.gpu_memory or gpu, _throughput(args.throughput, base=throughput))
-    print(json.dumps(plan, indent=2) if args.json else render(plan))
-    return 0

@@ -84,7 +84,7 @@ def population_key(network_slug: str, agents, fraction) -> str:
 def population_played(argv: tuple[str, ...]) -> tuple[tuple[int, int, int, int], ...]:
     """The turns of the job `tipping run population ARGV`: confederates are no turns."""
     from tipping.cli import build_parser
-    from tipping.commands import population_plan
+    from tipping.cli.run import population_plan
 
     args = build_parser().parse_args(["run", "population", *argv, *PLACEHOLDER])
     return _play(population_plan(args)[0], args.rounds)
@@ -92,7 +92,7 @@ def population_played(argv: tuple[str, ...]) -> tuple[tuple[int, int, int, int],
 
 @lru_cache(maxsize=None)
 def probed(argv: tuple[str, ...]) -> tuple[tuple[int, int, int, int], ...]:
-    """The turns of `tipping population probe ARGV`, as its probe_command builds them."""
+    """The turns of `tipping population probe ARGV`, as its handler builds them."""
     from tipping.cli import build_parser
 
     args = build_parser().parse_args(["population", "probe", *argv, *PLACEHOLDER])

@@ -16,7 +16,8 @@ from tipping.policies.base import Sampling  # noqa: E402
 from tipping.policies.models import build_tiny_qwen3  # noqa: E402
 from tipping.scenarios import load_single_items  # noqa: E402
 from tipping.testbeds.single import SingleEpisode, SingleSettings  # noqa: E402
-from tipping.training.pairs import load_prompts, pair_row  # noqa: E402
+from tipping.evolution import pair_row  # noqa: E402
+from tipping.training.pairs import load_prompts  # noqa: E402
 from tipping.testbeds.base import canonical_answer  # noqa: E402
 
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from tipping import cli
+from tipping import paths
 from tipping.analysis import plots
 from tipping.cli import main
 
@@ -30,7 +30,7 @@ def no_data_text(fig):
 
 
 def test_cli_lists_every_figure():
-    assert cli.FIGURES == tuple(plots.FIGURES)
+    assert paths.FIGURES == tuple(plots.DRAW)
 
 
 def test_single_rounds_lines_per_model_and_defence_controls_dashed():
@@ -148,12 +148,12 @@ def test_invalid_rate_draws_the_truncated_share_dashed():
     assert dashed.get_linestyle() == "--" and list(dashed.get_ydata()) == pytest.approx([0.004, 0.004])
 
 
-@pytest.mark.parametrize("name", list(plots.FIGURES))
+@pytest.mark.parametrize("name", list(plots.DRAW))
 def test_absent_data_draws_a_no_data_panel(name):
     columns = ["testbed", "model", "defence", "condition", "evolution_round", "threshold", "rewards", "round", "rate",
                "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "invalid_rate", "truncated_rate", "difference", "control", "in_context", "scenario",
                "tipping_round", "ratio_low", "ratio_high"]
-    fig = plots.FIGURES[name][0](pd.DataFrame(columns=columns))
+    fig = plots.DRAW[name][0](pd.DataFrame(columns=columns))
     assert no_data_text(fig)[0].startswith(f"no data for {name}")
 
 
@@ -171,7 +171,7 @@ def test_plot_command_draws_every_figure_from_a_tables_folder(scripted_runs, tmp
     """The shared scripted set (tests/scripted_runs.py: single treatment and control, two evolution
     rounds, multi) has data for every figure: none is a no-data panel."""
     tables = scripted_runs["tables"]
-    for name, (function, table) in plots.FIGURES.items():
+    for name, (function, table) in plots.DRAW.items():
         assert not [t for t in no_data_text(function(plots.read_table(tables, table))) if t.startswith("no data")]
         assert main(["plot", name, "--tables", str(tables), "--out", str(tmp_path / f"f/{name}.png")]) == 0
         assert (tmp_path / f"f/{name}.png").stat().st_size > 1000 and (tmp_path / f"f/{name}.pdf").is_file()

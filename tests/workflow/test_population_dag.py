@@ -10,7 +10,7 @@ import yaml
 from smk_helpers import CI, ROOT, copy_workflow, dry_run_jobs, snakemake
 
 from tipping.cli import build_parser
-from tipping.commands import population_plan
+from tipping.cli.run import population_plan
 from tipping.config import Params
 from tipping.errors import InputError
 

@@ -20,8 +20,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from tipping.analysis.tables import ALL, EFFECT_COLUMNS, RATE_COLUMNS, TREATMENT
-from tipping.errors import InputError
 from tipping.outputs import atomic_write_bytes
+from tipping.paths import FIGURES
 
 DPI = 150
 TESTBEDS = ("single", "multi")  # panel order
@@ -31,6 +31,16 @@ NOT_SERIES = {"testbed", "metric", "evolution_round", "condition", "control", "t
               *EFFECT_COLUMNS}
 Y_RATE = (-0.03, 1.03)
 LABEL = {"single": "violation rate", "multi": "collusion rate"}
+
+_DRAWERS: dict[str, tuple] = {}
+
+
+def _draws(table: str):
+    """Registers a figure: the function named as the figure in tipping.paths.FIGURES, drawing one table."""
+    def register(function):
+        _DRAWERS[function.__name__] = (function, table)
+        return function
+    return register
 
 
 def _figure(nrows: int = 1, ncols: int = 1, width: float = 5.0, height: float = 3.6) -> tuple[Figure, np.ndarray]:
@@ -84,6 +94,7 @@ def _with_series(df: pd.DataFrame) -> pd.DataFrame:
 CONTROL_STYLES = {"control_no_feedback": "--", "control_supervised": ":", "control_swapped": "-."}
 
 
+@_draws("rates")
 def single_rounds(rates: pd.DataFrame) -> Figure:
     """Violation rate per in-context round, one line per model x defence, 95% CI bands;
     matched control runs dashed (no feedback), dotted (supervised) or dash-dotted (answers listed
@@ -105,6 +116,7 @@ def single_rounds(rates: pd.DataFrame) -> Figure:
     return fig
 
 
+@_draws("effects")
 def tipping_effect(effects: pd.DataFrame) -> Figure:
     """Treatment minus matched control per round, paired 95% CI, one panel per testbed."""
     panels = _panels(effects[effects["threshold"] == ALL])
@@ -141,6 +153,7 @@ def _reward_facets(df: pd.DataFrame, width: float, height: float, draw) -> Figur
     return fig
 
 
+@_draws("rates")
 def multi_rounds(rates: pd.DataFrame) -> Figure:
     """Collusion rate per round: a column per reward set, a row per model x defence, hue = threshold."""
     df = _multi_cells(rates)
@@ -160,6 +173,7 @@ def multi_rounds(rates: pd.DataFrame) -> Figure:
     return _reward_facets(df, 4.2, 3.4, draw)
 
 
+@_draws("rates")
 def multi_heatmap(rates: pd.DataFrame) -> Figure:
     """Collusion rate, threshold x round, one heatmap per reward set and model x defence."""
     df = _multi_cells(rates)
@@ -176,6 +190,7 @@ def multi_heatmap(rates: pd.DataFrame) -> Figure:
     return _reward_facets(df, 4.0, 3.2, draw)
 
 
+@_draws("evolution")
 def evolution(evo: pd.DataFrame) -> Figure:
     """The tipping curve: rate vs evolution round per model x defence, solid = last in-context
     round, dotted = first (the weights alone), 95% CI bands; a panel per testbed."""
@@ -196,6 +211,7 @@ def evolution(evo: pd.DataFrame) -> Figure:
     return fig
 
 
+@_draws("scenario_rates")
 def per_scenario(scenarios: pd.DataFrame) -> Figure:
     """Rate per scenario (job / game) and round, scenarios that tip first on top; a row per
     testbed, a column per model x defence."""
@@ -224,6 +240,7 @@ def per_scenario(scenarios: pd.DataFrame) -> Figure:
     return fig
 
 
+@_draws("payoff")
 def payoff_ratio(payoff: pd.DataFrame) -> Figure:
     """Single: violation rate at the last in-context round per payoff-ratio bin (violating / compliant)."""
     df = _first_evolution_round(payoff[payoff["condition"] == TREATMENT])
@@ -249,6 +266,7 @@ def payoff_ratio(payoff: pd.DataFrame) -> Figure:
     return fig
 
 
+@_draws("rates")
 def invalid_rate(rates: pd.DataFrame) -> Figure:
     """Share of invalid answers (solid) and of truncated ones among them (dashed) per in-context
     round, one panel per testbed (cells pooled)."""
@@ -270,17 +288,8 @@ def invalid_rate(rates: pd.DataFrame) -> Figure:
     return fig
 
 
-# figure -> (function, the table it draws)
-FIGURES = {
-    "single_rounds": (single_rounds, "rates"),
-    "tipping_effect": (tipping_effect, "effects"),
-    "multi_rounds": (multi_rounds, "rates"),
-    "multi_heatmap": (multi_heatmap, "rates"),
-    "evolution": (evolution, "evolution"),
-    "per_scenario": (per_scenario, "scenario_rates"),
-    "payoff_ratio": (payoff_ratio, "payoff"),
-    "invalid_rate": (invalid_rate, "rates"),
-}
+# figure (tipping.paths.FIGURES, in its order) -> (function, the table it draws)
+DRAW = {name: _DRAWERS[name] for name in FIGURES}
 
 
 def read_table(tables: Path, name: str) -> pd.DataFrame:
@@ -298,13 +307,3 @@ def save(fig: Figure, png: Path) -> Path:
         fig.savefig(buffer, format=fmt, dpi=DPI, metadata=meta)
         atomic_write_bytes(path, buffer.getvalue())
     return pdf
-
-
-def plot_command(args) -> int:
-    function, table = FIGURES[args.figure]
-    path = Path(args.tables) / f"{table}.csv"
-    if not path.is_file():
-        raise InputError(f"{path}: not found; run `tipping tables ... --out {args.tables}` first")
-    pdf = save(function(read_table(args.tables, table)), args.out)
-    print(f"wrote {args.out} and {pdf}")
-    return 0

@@ -33,7 +33,7 @@ import pandas as pd
 from tipping import metrics
 from tipping.analysis.run_records import read_graph
 from tipping.errors import InputError
-from tipping.outputs import read_jsonl, write_json
+from tipping.outputs import read_jsonl
 from tipping.policies import Policy, Sampling
 from tipping.rollout import Engine
 from tipping.scenarios.models import MultiScenario
@@ -165,22 +165,3 @@ def predicted_critical_mass(pred: pd.DataFrame) -> float | None:
 
 
 # --- commands ------------------------------------------------------------------------------------
-
-def probe_command(args) -> int:
-    from tipping import scenarios
-    from tipping.commands import policy_from_args, resolve_sampling
-
-    if not (1 <= args.degree <= 1023 and 0 < args.threshold_fraction <= 1 and len(args.reward_set) == 3):
-        raise InputError("--degree must be in 1..1023, --threshold-fraction in (0, 1] and --reward-set "
-                         "three factors HIGH,NORMAL,LOW")
-    games = scenarios.load_multi_games(args.scenarios)[: args.limit]
-    settings = MultiSettings(window=args.window, reward_mode=args.reward_mode)
-    policy = policy_from_args(args)
-    try:
-        response = probe(policy, games, args.threshold_fraction, tuple(args.reward_set), settings,
-                         resolve_sampling(policy, args), args.seed, args.degree, args.batch_size)
-    finally:
-        policy.close()
-    write_json(Path(args.out), response)
-    print(f"wrote {args.out}: g1 {response['g1']:.3f}, g_i {np.round(response['g_i'], 3).tolist()}")
-    return 0

@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 from tipping.analysis.plots import Y_RATE, _colors, _figure, no_data, save
 from tipping.analysis.population import (adoption_curve, critical_mass, episodes, load_run, per_round,
                                          predicted_critical_mass, predicted_curve, read_graph)
-from tipping.analysis.run_records import read_run_dirs
 from tipping.errors import InputError
 from tipping.outputs import atomic_write_text, write_json
 
@@ -87,14 +86,12 @@ def network_rounds(run: pd.DataFrame, graph: nx.Graph) -> Figure:
     return fig
 
 
-def report_command(args) -> int:
+def report(folders: list, out: Path, response: Path | None = None, network_run: str | None = None) -> dict:
     """Run folders -> rounds.csv, rounds_by_degree.csv, episodes.csv, curve.csv, summary.json and the
-    figures (adoption_curves, adoption_rounds, network_rounds: PNG + PDF) in OUT."""
-    folders = read_run_dirs(args.runs, args.runs_file)
+    figures (adoption_curves, adoption_rounds, network_rounds: PNG + PDF) in OUT; the summary."""
     if not folders:
         raise InputError("population report: no run folders given (RUN_DIR... or --runs-file)")
     df = pd.concat([load_run(f) for f in folders], ignore_index=True)
-    out = Path(args.out)
     rounds, eps = per_round(df), episodes(df)
     curve = adoption_curve(eps)
     tables = {"rounds": rounds, "rounds_by_degree": per_round(df, ("degree",)), "episodes": eps, "curve": curve}
@@ -104,22 +101,20 @@ def report_command(args) -> int:
     summary = {"critical_mass": critical_mass(curve), "rule": "smallest confederate fraction whose final adoption's "
                "95% cluster-bootstrap interval over seeds lies above 1/2"}
     prediction = None
-    if args.response:
-        response = json.loads(Path(args.response).read_text())
-        prediction = predicted_curve(response, int(df["round"].max()))
+    if response:
+        probed = json.loads(Path(response).read_text())
+        prediction = predicted_curve(probed, int(df["round"].max()))
         tables["prediction"] = prediction
         summary["predicted_critical_mass"] = predicted_critical_mass(prediction)
-        summary["response"] = response
+        summary["response"] = probed
     for name, table in tables.items():
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False, float_format="%.6g"))
     write_json(out / "summary.json", summary)
-    shown = str(Path(args.network_run or folders[0]))
+    shown = str(Path(network_run or folders[0]))
     if shown not in set(df["run"]):
         raise InputError(f"--network-run {shown}: not among the run folders given")
     first = df[df["run"] == shown]
     save(adoption_curves(curve, prediction), out / "adoption_curves.png")
     save(adoption_rounds(rounds), out / "adoption_rounds.png")
     save(network_rounds(first, read_graph(Path(shown), int(first["agents"].iloc[0]))), out / "network_rounds.png")
-    print(f"wrote {out}: {len(folders)} runs; critical mass {summary['critical_mass']}"
-          + (f"; predicted {summary['predicted_critical_mass']}" if prediction is not None else ""))
-    return 0
+    return summary

@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from tipping import metrics, paths
-from tipping.analysis.run_records import load_runs, read_run_dirs
+from tipping.analysis.run_records import load_runs
 from tipping.outputs import atomic_write_bytes, atomic_write_text, write_json
 
 MAIN_TAGS = ("model", "defence", "evolution_round", "condition")
@@ -384,10 +384,3 @@ def write(tables: dict, out: Path) -> None:
             write_json(out / name, tables[stem])
         else:
             raise ValueError(f"paths.TABLE_FILES: no writer for {name}")
-
-
-def tables_command(args) -> int:
-    tables = build(read_run_dirs(args.runs, args.runs_file))
-    write(tables, Path(args.out))
-    print(f"{tables['summary']['turns']} turns from {tables['summary']['runs']} runs; wrote tables to {args.out}")
-    return 0

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from pathlib import Path
 
 import pandas as pd
 
-from tipping.errors import InputError
-from tipping.outputs import atomic_write_text
 
 RUN_FIELDS = ("testbed", "condition", "model", "defence", "evolution_round", "decision", "policy")
 ROLES = {"system": "s", "user": "u", "assistant": "a"}
@@ -114,20 +111,3 @@ def render(data: dict) -> str:
     payload = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # inside <script> only "</" can end the element early; "<\/" is the same JSON string
     return template.replace("__VIEWER_DATA__", payload.replace("</", "<\\/"))
-
-
-def viewer_command(args) -> int:
-    tables = Path(args.tables)
-    tables_files = ("records.parquet", "prompts.parquet", "messages.parquet")
-    for name in tables_files:
-        if not (tables / name).is_file():
-            raise InputError(f"{tables / name}: not found; run `tipping tables ... --out {tables}` first")
-    if args.episodes_per_run < 0 or args.max_chars < 0:
-        raise InputError("--episodes-per-run and --max-chars must be >= 0")
-    data = build_data(*(pd.read_parquet(tables / name) for name in tables_files), args.episodes_per_run, args.max_chars)
-    page = render(data)
-    atomic_write_text(Path(args.out), page)
-    lim = data["limits"]
-    print(f"wrote {args.out}: {lim['episodes_shown']} of {lim['episodes_total']} episodes, "
-          f"{len(page.encode()) / 1e6:.1f} MB")
-    return 0

@@ -65,7 +65,9 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 # The paper's sampling: each model's own generation_config.json (Qwen3-8B: 0.6 / 0.95 / top-k 20,
 # thinking on; Llama-3.1: 0.6 / 0.9), and max_new_tokens 32768 (upstream model/base.yaml; its
 # multi-agent runs used 3276, probably a typo). Everything else, the embedded and the test model
-# included, gets short answers: the testbeds ask for one JSON line.
+# included, gets short answers: the testbeds ask for one JSON line. This table is the source of the
+# sampling defaults; params.yaml's model_settings.*.sampling overrides it per model, explicitly (for
+# smollm2 and tiny-qwen3: temperature 1.0, top_p 1.0, the forced-choice runs of the demo and CI).
 PAPER_MAX_NEW_TOKENS = {"single": 32768, "multi": 3276}
 FAMILY_SAMPLING = {
     "qwen3": Sampling(temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=PAPER_MAX_NEW_TOKENS["single"],
@@ -150,12 +152,6 @@ def prepare(name: str, out) -> Path:
         return out
     builders = {"smollm2-135m-instruct": _build_smollm2, "tiny-qwen3": build_tiny_qwen3}
     return _atomic_build(out, builders[name] if name in builders else _hub_builder(name), name)
-
-
-def prepare_command(args) -> int:
-    out = prepare(args.name, args.out)
-    print(f"{args.name}: ready at {out}")
-    return 0
 
 
 def _atomic_build(out: Path, build, name: str) -> Path:

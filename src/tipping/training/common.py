@@ -39,11 +39,6 @@ HOSTS = {
              "args": {"use_cpu": False, "bf16": True, "gradient_checkpointing": True, "dataloader_pin_memory": True}},
 }
 # command-line flag -> params field; flags left unset (None) keep the --params / default value
-FLAGS = {"epochs": "epochs", "max_steps": "max_steps", "lr": "learning_rate", "beta": "beta",
-         "batch_size": "batch_size", "grad_accum": "grad_accum", "seed": "seed",
-         "num_generations": "num_generations", "max_completion_length": "max_completion_length"}
-
-
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -52,19 +47,18 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_params(model, args, section: str, defaults: dict | None = None):
-    """Params from --params FILE (a full params.yaml holding a `section:` mapping, or that
-    section's fields at the top level), over `defaults`, under the command-line flags."""
+def load_params(model, params_file, section: str, flags: dict, defaults: dict | None = None):
+    """Params from params_file (a full params.yaml holding a `section:` mapping, or that section's
+    fields at the top level), over `defaults`, under `flags` (field -> value, the command line's)."""
     data, source = dict(defaults or {}), "defaults"
-    if args.params:
-        raw = load_yaml(args.params)
-        source = str(args.params)
+    if params_file:
+        raw = load_yaml(params_file)
+        source = str(params_file)
         if section in raw:
-            raw, source = raw[section], f"{args.params} ({section}:)"
+            raw, source = raw[section], f"{params_file} ({section}:)"
             if not isinstance(raw, dict):
-                raise InputError(f"{args.params}: section {section!r} must be a mapping of parameters")
+                raise InputError(f"{params_file}: section {section!r} must be a mapping of parameters")
         data.update(raw)
-    flags = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag, None) is not None}
     return parse_section(model, {**data, **flags}, source + (" + flags" if flags else ""))
 
 
@@ -224,15 +218,3 @@ def merge(model: str, adapter, out) -> Path:
         save(merged, tokenizer, final)
         write_json(final / "merge.json", {"model": str(model), "adapter": str(adapter), "versions": versions()})
     return Path(out)
-
-
-def merge_command(args) -> int:
-    merge(args.model, args.adapter, args.out)
-    print(f"wrote {args.out} ({args.model} + {args.adapter}, merged)")
-    return 0
-
-
-def report(result: dict, out) -> None:
-    resumed = f", resumed from {result['resumed_from']}" if result["resumed_from"] else ""
-    print(f"{result['method']}: {result['global_step']} steps on {result['data_rows']} rows{resumed}; "
-          f"wrote {out} (adapter, train_log.jsonl, {MARKER})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from trl import DPOConfig, DPOTrainer
 
 from tipping.config import DPOParams
-from tipping.training.common import fit, load_params, load_tokenizer, report, resolve_device
+from tipping.training.common import fit, load_tokenizer, resolve_device
 from tipping.training.pairs import PAIR_FIELDS, read_pairs
 
 
@@ -22,10 +22,3 @@ def train_dpo(model: str, pairs, out, params: DPOParams, *, device: str = "auto"
                config_class=DPOConfig, trainer_class=DPOTrainer, lora=params.lora, init_adapter=init_adapter,
                save_steps=save_steps, config_fields={"beta": params.beta, "loss_type": [params.loss_type],
                                                      "max_length": params.max_length})
-
-
-def dpo_command(args) -> int:
-    params = load_params(DPOParams, args, args.section or "dpo")
-    report(train_dpo(args.model, args.pairs, args.out, params, device=args.device, init_adapter=args.init_adapter,
-                     save_steps=args.save_steps), args.out)
-    return 0

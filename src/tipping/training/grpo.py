@@ -14,8 +14,8 @@ from trl import GRPOConfig, GRPOTrainer
 from tipping.config import GRPOParams
 from tipping.errors import InputError
 from tipping.testbeds.parsing import ParserMode
-from tipping.training.common import fit, load_params, load_tokenizer, report, resolve_device
-from tipping.training.pairs import Prompt, load_prompts
+from tipping.training.common import fit, load_tokenizer, resolve_device
+from tipping.training.pairs import Prompt
 from tipping.training.rewards import ChoiceReward
 
 PAPER_LR = {"single": 1e-6, "multi": 5e-6}  # the default when neither --params nor --lr sets one
@@ -53,12 +53,3 @@ def train_grpo(model: str, prompts: list[Prompt], out, params: GRPOParams, *, de
                               "temperature": params.temperature, "use_vllm": params.use_vllm,
                               "remove_unused_columns": False},  # the reward reads the label columns
                trainer_fields={"reward_funcs": ChoiceReward(params.rewards, parser)})
-
-
-def grpo_command(args) -> int:
-    prompts = load_prompts(args.items, seed=args.items_seed)[: args.limit]
-    testbed = prompts[0].testbed if prompts else "single"
-    params = load_params(GRPOParams, args, args.section or "grpo", defaults={"learning_rate": PAPER_LR[testbed]})
-    report(train_grpo(args.model, prompts, args.out, params, device=args.device, init_adapter=args.init_adapter,
-                      parser=args.parser, save_steps=args.save_steps, items=args.items), args.out)
-    return 0

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from tipping import paths, scenarios
 from tipping.errors import InputError
+from tipping.evolution import pair_row
 from tipping.hashing import derive_seed
 from tipping.outputs import read_jsonl, versions, write_json, write_jsonl
 from tipping.policies import Policy, Sampling
@@ -79,11 +80,6 @@ def load_prompts(src, seed: int = 0) -> list[Prompt]:
 def summary_path(out) -> Path:
     """pairs.jsonl -> pairs.summary.json (and kept.jsonl -> kept.summary.json): the name the workflow declares."""
     return Path(paths.summary_path(out))
-
-
-def pair_row(prompt: Sequence[Message], chosen: str, rejected: str, **meta) -> dict:
-    return {"prompt": [dict(m) for m in prompt], "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}], **meta}
 
 
 def choice_pairs(prompts: Sequence[Prompt], engine: Engine, seed: int) -> list[dict]:
@@ -166,26 +162,3 @@ def read_pairs(path) -> list[dict]:
                                  f"(a pair needs {', '.join(PAIR_FIELDS)})")
             check_messages(row[field], f"{path} line {line} field {field!r}")
     return rows
-
-
-def pairs_command(args) -> int:
-    from tipping.cache import ResponseCache
-    from tipping.commands import parse_tags, policy_from_args, resolve_sampling
-
-    if args.tries < 1:
-        raise InputError(f"--tries must be >= 1, got {args.tries}")
-    prompts = load_prompts(args.items, seed=args.items_seed)[: args.limit]
-    policy = policy_from_args(args)
-    try:
-        sampling = resolve_sampling(policy, args)
-        cache = ResponseCache(Path(args.cache_dir) if args.cache_dir else Path(args.out).with_suffix(".cache"))
-        summary = make_pairs(prompts, policy, decision=args.decision, sampling=sampling, out=args.out,
-                             tries=args.tries, seed=args.seed, parser=args.parser, cache=cache,
-                             batch_size=args.batch_size,
-                             config={"items": args.items, "items_seed": args.items_seed, "limit": args.limit,
-                                     "tags": parse_tags(args.tag)})
-    finally:
-        policy.close()
-    print(f"{summary['pairs']} pairs from {summary['items']} items ({len(summary['failed'])} failed); "
-          f"wrote {args.out} and {summary_path(args.out)}")
-    return 0

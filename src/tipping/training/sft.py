@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from trl import SFTConfig, SFTTrainer
 
-from tipping.config import DPOParams, SFTParams
+from tipping.config import SFTParams
 from tipping.errors import InputError
 from tipping.outputs import read_jsonl
-from tipping.training.common import fit, load_params, load_tokenizer, report, resolve_device
+from tipping.training.common import fit, load_tokenizer, resolve_device
 from tipping.training.pairs import check_messages
 
 
@@ -58,22 +58,3 @@ def train_sft(model: str, data, out, params: SFTParams, *, device: str = "auto",
                init_adapter=init_adapter, save_steps=save_steps,
                config_fields={"max_length": params.max_length, "completion_only_loss": True},
                skipped_too_long=skipped)
-
-
-def finetune_command(args) -> int:
-    """`tipping evolve finetune`: --method sft on kept turns, or dpo on reward-ranked pairs."""
-    if args.method == "sft":
-        params = load_params(SFTParams, args, args.section or "sft")
-        result = train_sft(args.model, args.data, args.out, params, device=args.device,
-                           init_adapter=args.init_adapter, save_steps=args.save_steps)
-    else:
-        from tipping.training.dpo import train_dpo
-
-        params = load_params(DPOParams, args, args.section or "dpo")
-        result = train_dpo(args.model, args.data, args.out, params, device=args.device,
-                           init_adapter=args.init_adapter, save_steps=args.save_steps)
-    if result.get("skipped_too_long"):
-        print(f"sft: skipped {result['skipped_too_long']} kept turns longer than max_length "
-              f"{result['params']['max_length']} tokens (train_config.json: skipped_too_long)")
-    report(result, args.out)
-    return 0
