@@ -6,12 +6,13 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from tipping import scenarios
+from tipping import paths, scenarios
 from tipping.errors import InputError
 from tipping.metrics import METHODS, paired_difference
-from tipping.outputs import read_jsonl, write_json
+from tipping.outputs import write_json
 from tipping.policies import Policy, Sampling, load_policy
 from tipping.policies.mixed import MixedPolicy
+from tipping.records import RunFolder
 from tipping.runs import execute, multi_episodes, multi_item_episodes, single_episodes
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.population import (Network, assign_groups, build_network, edge_list, place_confederates,
@@ -192,7 +193,7 @@ def run_population(args) -> int:
                                                                   max_model_len=args.max_model_len)],
                              config["policy_groups"])
         config["policies"] = [p.id for p in policy.policies]
-    return _execute(args, "population", episodes, config, files={"network.edgelist": edges}, policy=policy)
+    return _execute(args, "population", episodes, config, files={paths.EDGE_LIST: edges}, policy=policy)
 
 
 SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision, option order may differ
@@ -205,15 +206,8 @@ SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision
 
 
 def _load_run(folder: str) -> tuple[dict, list[dict]]:
-    folder = Path(folder)
-    for name in ("run.json", "records.jsonl", "metrics.json"):  # metrics.json is written last
-        if not (folder / name).is_file():
-            raise InputError(f"{folder / name}: not found; is {folder} a finished `tipping run` folder?")
-    try:
-        config = json.loads((folder / "run.json").read_text())["config"]
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"{folder / 'run.json'}: unreadable run output ({exc})") from None
-    return config, [r for r in read_jsonl(folder / "records.jsonl") if not r.get("confederate")]
+    run = RunFolder(folder)
+    return run.config, [r for r in run.records if not r.get("confederate")]
 
 
 def _turn(r: dict) -> tuple:

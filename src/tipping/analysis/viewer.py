@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tipping import paths
 from tipping.errors import InputError
 from tipping.outputs import atomic_write_text
 
@@ -118,13 +119,13 @@ def render(data: dict) -> str:
 
 def viewer_command(args) -> int:
     tables = Path(args.tables)
-    tables_files = ("records.parquet", "prompts.parquet", "messages.parquet")
-    for name in tables_files:
+    for name in paths.ROW_TABLES:
         if not (tables / name).is_file():
             raise InputError(f"{tables / name}: not found; run `tipping tables ... --out {tables}` first")
     if args.episodes_per_run < 0 or args.max_chars < 0:
         raise InputError("--episodes-per-run and --max-chars must be >= 0")
-    data = build_data(*(pd.read_parquet(tables / name) for name in tables_files), args.episodes_per_run, args.max_chars)
+    data = build_data(*(pd.read_parquet(tables / name) for name in paths.ROW_TABLES), args.episodes_per_run,
+                      args.max_chars)
     page = render(data)
     atomic_write_text(Path(args.out), page)
     lim = data["limits"]
