@@ -30,6 +30,8 @@ from pathlib import Path
 from tipping import paths
 from tipping.errors import InputError
 from tipping.outputs import read_jsonl, write_json, write_jsonl
+from tipping.paths import PROMPTS_JSONL, RECORDS_JSONL
+from tipping.records import RunFolder
 
 RULES = ("top_fraction", "above_mean", "threshold")
 META = ("testbed", "episode", "item", "scenario", "round", "agent", "reward", "score", "choice", "deviant",
@@ -51,14 +53,13 @@ def turn_score(record: dict) -> float | None:
 
 def score_run(run) -> list[dict]:
     """The run's records with `score` and the conversation each turn answered (`messages`)."""
-    run = Path(run)
-    records = read_jsonl(run / "records.jsonl")
-    prompts = {row["prompt_sha"]: row["messages"] for row in read_jsonl(run / "prompts.jsonl")}
+    folder = RunFolder(run, (RECORDS_JSONL, PROMPTS_JSONL))
+    prompts = folder.prompts
     scored = []
-    for line, r in enumerate(records, 1):
+    for line, r in enumerate(folder.records, 1):
         if r.get("prompt_sha") and r["prompt_sha"] not in prompts:
-            raise InputError(f"{run / 'records.jsonl'} line {line}: prompt_sha {r['prompt_sha'][:12]}... is not in "
-                             f"{run / 'prompts.jsonl'}; the run folder is incomplete or mixed")
+            raise InputError(f"{folder.path / RECORDS_JSONL} line {line}: prompt_sha {r['prompt_sha'][:12]}... is not "
+                             f"in {folder.path / PROMPTS_JSONL}; the run folder is incomplete or mixed")
         scored.append({**r, "score": turn_score(r), "messages": prompts.get(r.get("prompt_sha"))})
     return scored
 

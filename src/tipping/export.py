@@ -18,24 +18,12 @@ from typing import Iterator
 
 from tipping.errors import InputError
 from tipping.hashing import sha256_hex
-from tipping.outputs import read_jsonl
+from tipping.paths import METRICS_JSON, RECORDS_JSONL
+from tipping.records import RunFolder
 
 # record fields a sample's metadata keeps per turn (the rest is in the messages or the spec)
 TURN_FIELDS = ("round", "agent", "choice", "valid", "deviant", "reward", "capital", "p_deviant", "shown_first",
                "supervision", "success", "confederate", "seed")
-
-
-def _read_run(folder: Path) -> tuple[dict, dict, list[dict], dict[str, list]]:
-    for name in ("run.json", "records.jsonl", "prompts.jsonl", "metrics.json"):  # metrics.json is written last
-        if not (folder / name).is_file():
-            raise InputError(f"{folder / name}: not found; is {folder} a finished `tipping run` folder?")
-    try:
-        run, metrics = (json.loads((folder / n).read_text()) for n in ("run.json", "metrics.json"))
-        run["config"]["testbed"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{folder}/run.json or metrics.json: unreadable run output ({exc})") from None
-    prompts = {p["prompt_sha"]: p["messages"] for p in read_jsonl(folder / "prompts.jsonl")}
-    return run, metrics, read_jsonl(folder / "records.jsonl"), prompts
 
 
 def _new_messages(prompt: list[dict], first: bool) -> list[dict]:
@@ -129,7 +117,8 @@ def run_log(folder: Path):
     from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalSpec, EvalStats
     from inspect_ai.model import GenerateConfig
 
-    run, metrics, records, prompts = _read_run(folder)
+    run_folder = RunFolder(folder)
+    run, metrics, records, prompts = run_folder.run, run_folder.metrics, run_folder.records, run_folder.prompts
     config = run["config"]
     testbed = config["testbed"]
     by_episode: dict[str, list[dict]] = {}
@@ -137,13 +126,13 @@ def run_log(folder: Path):
         by_episode.setdefault(r["episode"], []).append(r)
     # ids and the time come from the run itself (its config too: runs that differ only in their
     # tags have the same records), so exporting a run twice gives the same log
-    digest = sha256_hex(json.dumps(config, sort_keys=True).encode(), (folder / "records.jsonl").read_bytes())
+    digest = sha256_hex(json.dumps(config, sort_keys=True).encode(), run_folder.file(RECORDS_JSONL).read_bytes())
     try:
         samples = [_sample(e, turns, prompts, testbed, digest) for e, turns in by_episode.items()]
     except KeyError as exc:
         raise InputError(f"{folder}: records.jsonl names a prompt or field that prompts.jsonl/records lack ({exc}); "
                          "rerun the run") from None
-    finished = datetime.datetime.fromtimestamp((folder / "metrics.json").stat().st_mtime, datetime.timezone.utc)
+    finished = datetime.datetime.fromtimestamp(run_folder.file(METRICS_JSON).stat().st_mtime, datetime.timezone.utc)
     sampling = config.get("sampling", {})
     spec = EvalSpec(
         eval_id=digest[:22], run_id=digest[22:44], task_id=f"{testbed}-{digest[:8]}", created=finished.isoformat(),

@@ -37,11 +37,16 @@ import os
 
 WILDCARDS = ("model", "defence", "testbed", "seed", "round", "condition")
 
-# A run folder (tipping.runs): metrics.json is written last, so its presence means "complete".
-RUN_FILES = ("records.jsonl", "prompts.jsonl", "run.json", "metrics.json")
+# A run folder (tipping.records writes and reads it): metrics.json is written last, so its presence
+# means "complete". A population run also holds the graph its agents played on (EDGE_LIST).
+RECORDS_JSONL, PROMPTS_JSONL, RUN_JSON, METRICS_JSON = "records.jsonl", "prompts.jsonl", "run.json", "metrics.json"
+RUN_FILES = (RECORDS_JSONL, PROMPTS_JSONL, RUN_JSON, METRICS_JSON)
+EDGE_LIST = "network.edgelist"
 # Everything `tipping tables` writes (tipping.analysis.tables writes exactly these, by name; a .md
 # is the same-named table with its note; summary.json and plot_rates.csv are DVC's metrics/plots).
-TABLE_FILES = ("records.parquet", "prompts.parquet", "messages.parquet",
+# ROW_TABLES: every turn, prompt and message (the viewer reads these).
+ROW_TABLES = ("records.parquet", "prompts.parquet", "messages.parquet")
+TABLE_FILES = (*ROW_TABLES,
                "rates.csv", "effects.csv", "tipping_rounds.csv", "evolution.csv", "scenario_rates.csv", "payoff.csv",
                "paper_comparison.csv", "plot_rates.csv",
                "rates.md", "effects.md", "tipping_rounds.md", "paper_comparison.md", "summary.json")
@@ -128,8 +133,8 @@ def population_run(root: str, model: str = M, network: str = "{network}", agents
 
 
 def population_edges(run_dir: str) -> str:
-    """The graph a population run played on (tipping.runs writes it beside the run files)."""
-    return f"{run_dir}/network.edgelist"
+    """The graph a population run played on (tipping.records writes it beside the run files)."""
+    return f"{run_dir}/{EDGE_LIST}"
 
 
 def population_probe(root: str, model: str = M) -> str:

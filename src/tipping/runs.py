@@ -1,11 +1,9 @@
 """One run of a testbed: items -> episodes -> rollout -> records, metrics and provenance.
 
-Output folder (the contract later steps rely on):
-    records.jsonl   one line per turn (ids, response, parsed choice, reward, capital, seed, policy)
-    prompts.jsonl   every distinct conversation given, keyed by the records' prompt_sha
-    metrics.json    per-round rates with 95% intervals (deterministic: same records, same file)
-    run.json        the resolved config, package versions and throughput (turns/s, cache hits)
-    network.edgelist  population runs: the graph the agents played on (`u v` per line)
+The output folder is the contract later steps rely on (tipping.records writes it): records.jsonl,
+prompts.jsonl, metrics.json (per-round rates with 95% intervals; deterministic: same records, same
+file), run.json (the resolved config, package versions and throughput: turns/s, cache hits) and, for
+population runs, network.edgelist.
 """
 
 from __future__ import annotations
@@ -16,8 +14,10 @@ from typing import Sequence
 
 from tipping import metrics
 from tipping.cache import ResponseCache
-from tipping.outputs import atomic_write_text, output_lock, versions, write_json, write_jsonl
+from tipping.outputs import output_lock, versions
+from tipping.paths import METRICS_JSON, RECORDS_JSONL
 from tipping.policies import Policy, Sampling
+from tipping.records import unfinish, write_run
 from tipping.rollout import Decision, Engine
 from tipping.scenarios.models import MultiItem, MultiScenario, SingleItem
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
@@ -48,7 +48,7 @@ def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling:
     metrics.json's content."""
     out = Path(out)
     with output_lock(out):
-        (out / "metrics.json").unlink(missing_ok=True)  # a crash below must not leave old metrics beside new records
+        unfinish(out)
         cache = ResponseCache(Path(cache_dir) if cache_dir else out / "cache")
         engine = Engine(policy, decision, sampling, cache=cache, batch_size=batch_size, progress=progress)
         records = engine.run(episodes)
@@ -56,15 +56,11 @@ def execute(episodes: Sequence, policy: Policy, *, decision: Decision, sampling:
         result["prompt_tokens"] = sum(r["prompt_tokens"] for r in records)
         result["completion_tokens"] = sum(r["completion_tokens"] for r in records)
         result["turns"] = len(records)
-        write_jsonl(out / "records.jsonl", records)
-        for name, text in (files or {}).items():
-            atomic_write_text(out / name, text)
-        write_jsonl(out / "prompts.jsonl", [{"prompt_sha": k, "messages": v} for k, v in engine.prompts.items()])
-        write_json(out / "run.json", {"config": {**config, "policy": policy.id, "decision": decision,
-                                                 "sampling": asdict(sampling)},
-                                      "versions": versions(), "stats": engine.stats.to_dict()})
-        write_json(out / "metrics.json", result)  # last: its presence means the run completed
+        write_run(out, records, engine.prompts,
+                  {"config": {**config, "policy": policy.id, "decision": decision, "sampling": asdict(sampling)},
+                   "versions": versions(), "stats": engine.stats.to_dict()},
+                  result, files)
         s = engine.stats
         print(f"{len(records)} turns, {s.model_calls} model calls, {s.cache_hits} cache hits"
-              f"{' (nothing recomputed)' if s.model_calls == 0 else ''}; wrote {out}/records.jsonl, metrics.json")
+              f"{' (nothing recomputed)' if s.model_calls == 0 else ''}; wrote {out}/{RECORDS_JSONL}, {METRICS_JSON}")
         return result

@@ -180,7 +180,8 @@ def unfinished(tmp_path):
 
 
 TABLES_BAD = [  # (case, tmp_path -> the run arguments of `tipping tables`, error text)
-    ("unfinished-folder", unfinished, "unfinished: no run.json; is it a finished `tipping run` folder?"),
+    ("unfinished-folder", unfinished,
+     "{tmp}/unfinished/run.json: not found; is {tmp}/unfinished a finished `tipping run` folder?"),
     ("no-run-folders", lambda tmp_path: [], "no run folders: give RUN_DIR arguments or --runs-file"),
     ("missing-runs-file", lambda tmp_path: ["--runs-file", str(tmp_path / "runs.txt")], "runs.txt: file not found"),
 ]
@@ -190,7 +191,7 @@ TABLES_BAD = [  # (case, tmp_path -> the run arguments of `tipping tables`, erro
 def test_bad_input_is_one_line_and_writes_no_tables(args, expected, tmp_path, capsys):
     assert main(["tables", *args(tmp_path), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+    assert expected.format(tmp=tmp_path) in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "x").exists()
 
 

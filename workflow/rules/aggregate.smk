@@ -4,7 +4,7 @@
 
 rule aggregate:
     input:
-        metrics=[paths.run_file(run, "metrics.json") for run in all_eval_runs()],
+        metrics=[paths.run_file(run, paths.METRICS_JSON) for run in all_eval_runs()],
     output:
         [paths.table(ROOT, name) for name in paths.TABLE_FILES],
     log:

@@ -24,17 +24,15 @@ grid of step 1/200) with x_R > 1/2. Where the simulated curve departs from it, w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tipping import metrics
-from tipping.analysis.run_records import read_graph
-from tipping.errors import InputError
-from tipping.outputs import read_jsonl
+from tipping.paths import EDGE_LIST
 from tipping.policies import Policy, Sampling
+from tipping.records import FINISHED, RunFolder
 from tipping.rollout import Engine
 from tipping.scenarios.models import MultiScenario
 from tipping.testbeds.multi import MultiSettings
@@ -45,19 +43,16 @@ RUN_KEYS = ["network", "payoff", "placement", "agents", "confederates", "fractio
 
 def load_run(folder: str | Path) -> pd.DataFrame:
     """A finished `tipping run population` folder's records with its settings and each agent's degree."""
-    folder = Path(folder)
-    for name in ("run.json", "records.jsonl", "network.edgelist", "metrics.json"):
-        if not (folder / name).is_file():
-            raise InputError(f"{folder / name}: not found; is {folder} a finished `tipping run population` folder?")
-    config = json.loads((folder / "run.json").read_text())["config"]
-    degree = dict(read_graph(folder, config["agents"]).degree)
-    df = pd.DataFrame(read_jsonl(folder / "records.jsonl"))
+    run = RunFolder(folder, (*FINISHED, EDGE_LIST))
+    config = run.config
+    degree = dict(run.graph().degree)
+    df = pd.DataFrame(run.records)
     df["degree"] = df["agent"].map(degree)
     for key in RUN_KEYS[:-1]:
         df[key] = config["confederates"] / config["agents"] if key == "fraction" else config[key]
     policies, groups = config.get("policies") or [config["policy"]], config.get("policy_groups")
     df["group"] = df["agent"].map(lambda a: policies[groups[a] if groups else 0])  # the agent's own policy
-    df["run"] = str(folder)
+    df["run"] = str(run.path)
     return df
 
 

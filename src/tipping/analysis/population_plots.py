@@ -16,9 +16,10 @@ from matplotlib.figure import Figure
 
 from tipping.analysis.plots import Y_RATE, _colors, _figure, no_data, save
 from tipping.analysis.population import (adoption_curve, critical_mass, episodes, load_run, per_round,
-                                         predicted_critical_mass, predicted_curve, read_graph)
+                                         predicted_critical_mass, predicted_curve)
 from tipping.errors import InputError
 from tipping.outputs import atomic_write_text, write_json
+from tipping.records import RunFolder
 
 CHOICE_COLORS = {True: "#d55e00", False: "#0072b2", None: "#bbbbbb"}  # collective, independent, invalid
 
@@ -116,5 +117,5 @@ def report(folders: list, out: Path, response: Path | None = None, network_run: 
     first = df[df["run"] == shown]
     save(adoption_curves(curve, prediction), out / "adoption_curves.png")
     save(adoption_rounds(rounds), out / "adoption_rounds.png")
-    save(network_rounds(first, read_graph(Path(shown), int(first["agents"].iloc[0]))), out / "network_rounds.png")
+    save(network_rounds(first, RunFolder(shown).graph()), out / "network_rounds.png")
     return summary

@@ -1,5 +1,5 @@
-"""Run folders -> the records, prompts and messages frames that tipping.analysis.tables builds on
-(and writes as records/prompts/messages.parquet).
+"""Run folders (read by tipping.records.RunFolder) -> the records, prompts and messages frames that
+tipping.analysis.tables builds on (and writes as records/prompts/messages.parquet).
 
 Every turn gets its run's folder (`run`), the config fields RUN_FIELDS and the run's tags as
 columns. A population run (`tipping run population`) also gets `neighbours`: each turn's agent's
@@ -16,11 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from tipping.errors import InputError
-from tipping.outputs import read_jsonl
+from tipping.records import RunFolder
 
 RUN_FIELDS = ("testbed", "decision", "policy", "parser", "feedback")  # copied from run.json's config
 DEFAULT_TAGS = {"defence": "none", "evolution_round": "0", "condition": "treatment"}
-EDGES = "network.edgelist"  # population runs: `u v` per edge (tipping.testbeds.population.edge_list)
 
 
 def read_run_dirs(paths: list[str], runs_file: str | None = None) -> list[str]:
@@ -37,55 +36,30 @@ def read_run_dirs(paths: list[str], runs_file: str | None = None) -> list[str]:
     return dirs
 
 
-def _read_run(folder: Path) -> tuple[dict, list[dict], list[dict]]:
-    for name in ("run.json", "metrics.json", "records.jsonl", "prompts.jsonl"):
-        if not (folder / name).is_file():  # metrics.json is written last: absent = unfinished run
-            raise InputError(f"{folder}: no {name}; is it a finished `tipping run` folder?")
-    try:
-        config = json.loads((folder / "run.json").read_text())["config"]
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"{folder / 'run.json'}: unreadable ({exc})") from None
-    return config, read_jsonl(folder / "records.jsonl"), read_jsonl(folder / "prompts.jsonl")
-
-
-def read_graph(folder: Path, agents: int):
-    """A population run's graph (a networkx Graph) from its edge list (agents without edges included)."""
-    import networkx as nx
-
-    graph = nx.Graph()
-    graph.add_nodes_from(range(agents))
-    lines = (folder / EDGES).read_text().splitlines()
-    graph.add_edges_from(tuple(map(int, line.split())) for line in lines)
-    return graph
-
-
-def neighbours(folder: Path, agents: int) -> list[list[int]]:
-    """agent -> its sorted neighbour ids, from a population run's edge list (agents 0..agents-1)."""
-    try:
-        graph = read_graph(folder, agents)
-    except FileNotFoundError:
-        raise InputError(f"{folder}: no {EDGES}; is it a finished `tipping run population` folder?") from None
-    return [sorted(graph.neighbors(agent)) for agent in range(agents)]
+def neighbours(run: RunFolder) -> list[list[int]]:
+    """agent -> its sorted neighbour ids, from a population run's edge list (agents 0..N-1)."""
+    graph = run.graph()
+    return [sorted(graph.neighbors(agent)) for agent in range(graph.number_of_nodes())]
 
 
 def load_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     """(records, prompts, messages, tag names). Runs in sorted path order, turns in file order."""
     rows, prompts, messages, tag_names = [], {}, {}, set()
     for folder in sorted({os.path.normpath(d) for d in run_dirs}):
-        config, records, prompt_rows = _read_run(Path(folder))
+        run = RunFolder(folder)
+        config, records = run.config, run.records
         tags = {**DEFAULT_TAGS, "model": config.get("policy"), **config.get("tags", {})}
         clash = tags.keys() & ({"run", "neighbours", *RUN_FIELDS} | (records[0].keys() if records else set()))
         if clash:
             raise InputError(f"{folder}: tag(s) {', '.join(sorted(clash))} shadow record fields; rename the tag")
         fixed = {"run": folder, **{k: config.get(k) for k in RUN_FIELDS}, **tags}
         if config.get("testbed") == "population":
-            graph = neighbours(Path(folder), config["agents"])
+            graph = neighbours(run)
             rows += [{**r, **fixed, "neighbours": graph[r["agent"]]} for r in records]
         else:
             rows += [{**r, **fixed} for r in records]
-        for p in prompt_rows:
-            prompts[p["prompt_sha"]] = [messages.setdefault((m["role"], m["content"]), len(messages))
-                                        for m in p["messages"]]
+        for sha, conversation in run.prompts.items():
+            prompts[sha] = [messages.setdefault((m["role"], m["content"]), len(messages)) for m in conversation]
         tag_names |= tags.keys()
     if not rows:
         raise InputError("the run folders hold no records")

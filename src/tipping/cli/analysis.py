@@ -60,18 +60,18 @@ def viewer(args) -> int:
 
     import pandas as pd
 
+    from tipping import paths
     from tipping.analysis.viewer import build_data, render
     from tipping.errors import InputError
     from tipping.outputs import atomic_write_text
 
     folder = Path(args.tables)
-    tables_files = ("records.parquet", "prompts.parquet", "messages.parquet")
-    for name in tables_files:
+    for name in paths.ROW_TABLES:
         if not (folder / name).is_file():
             raise InputError(f"{folder / name}: not found; run `tipping tables ... --out {folder}` first")
     if args.episodes_per_run < 0 or args.max_chars < 0:
         raise InputError("--episodes-per-run and --max-chars must be >= 0")
-    data = build_data(*(pd.read_parquet(folder / name) for name in tables_files), args.episodes_per_run,
+    data = build_data(*(pd.read_parquet(folder / name) for name in paths.ROW_TABLES), args.episodes_per_run,
                       args.max_chars)
     page = render(data)
     atomic_write_text(Path(args.out), page)

@@ -23,21 +23,10 @@ def add(sub) -> None:
 
 
 def _load_run(folder: str) -> tuple[dict, list[dict]]:
-    import json
-    from pathlib import Path
+    from tipping.records import RunFolder
 
-    from tipping.errors import InputError
-    from tipping.outputs import read_jsonl
-
-    folder = Path(folder)
-    for name in ("run.json", "records.jsonl", "metrics.json"):  # metrics.json is written last
-        if not (folder / name).is_file():
-            raise InputError(f"{folder / name}: not found; is {folder} a finished `tipping run` folder?")
-    try:
-        config = json.loads((folder / "run.json").read_text())["config"]
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"{folder / 'run.json'}: unreadable run output ({exc})") from None
-    return config, [r for r in read_jsonl(folder / "records.jsonl") if not r.get("confederate")]
+    run = RunFolder(folder)
+    return run.config, [r for r in run.records if not r.get("confederate")]
 
 
 def compare(args) -> int:

@@ -260,6 +260,7 @@ def run_multi(args) -> int:
 
 
 def run_population(args) -> int:
+    from tipping import paths
     from tipping.cli.policy import policy_from_args
     from tipping.policies import load_policy
     from tipping.policies.mixed import MixedPolicy
@@ -271,4 +272,4 @@ def run_population(args) -> int:
                                                                   max_model_len=args.max_model_len)],
                              config["policy_groups"])
         config["policies"] = [p.id for p in policy.policies]
-    return _execute(args, "population", episodes, config, files={"network.edgelist": edges}, policy=policy)
+    return _execute(args, "population", episodes, config, files={paths.EDGE_LIST: edges}, policy=policy)

@@ -11,13 +11,17 @@ record's `shown_first` names the option listed first.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from tipping.hashing import derive_seed
+from tipping.records import MultiTurn
 from tipping.scenarios import json_instruction, reorder_answers
 from tipping.scenarios.models import MultiItem, MultiScenario
 from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer
 from tipping.testbeds.parsing import ParserMode, answer_choice
+
+if TYPE_CHECKING:
+    from tipping.rollout import Answer
 
 RULES = {
     "multiplicative": (
@@ -48,6 +52,14 @@ class MultiSettings:
     feedback: Literal["reward", "none"] = "reward"
     parser: ParserMode = "robust"
     option_order: OptionOrder = "fixed"  # fixed: the paper's (collective first)
+
+
+Rewards = tuple[float, float, float]  # the high, normal and low factors
+
+
+def _floats(rewards: Sequence[float]) -> Rewards:
+    high, normal, low = (float(x) for x in rewards)
+    return high, normal, low
 
 
 def episode_id(game: str, threshold: int, rewards: tuple[float, float, float]) -> str:
@@ -81,7 +93,7 @@ class MultiEpisode:
 
     def __init__(self, game: MultiScenario, threshold: int, rewards: tuple[float, float, float],
                  settings: MultiSettings, seed: int):
-        rewards = tuple(float(x) for x in rewards)
+        rewards = _floats(rewards)
         system_prompt, question = game_texts(game, settings.agents, threshold, rewards, settings)
         self._setup(episode_id(game.name, threshold, rewards), game.name, game.collective, game.independent,
                     system_prompt, question, threshold, rewards, settings, seed)
@@ -105,7 +117,7 @@ class MultiEpisode:
         self.id, self.scenario, self.collective = id, scenario, collective
         self.shown, (self.system_prompt, self.question) = reorder_answers(
             (system_prompt, question), collective, independent, settings.option_order, seed, id)
-        self.threshold, self.rewards = threshold, tuple(float(x) for x in rewards)
+        self.threshold, self.rewards = threshold, _floats(rewards)
         self.settings, self.seed = settings, seed
         self.options = Options(aligned=independent, deviant=collective)
         n, k = settings.agents, settings.confederates
@@ -175,21 +187,22 @@ class MultiEpisode:
             return prefix + f"Cooperation succeeded! Collective x{hr}, independent x{nr}."
         return prefix + f"Cooperation failed. Collective x{lr}, independent x{nr}."
 
-    def record(self, round: int, answers: list) -> list[dict]:
+    def record(self, round: int, answers: Sequence[Answer]) -> list[MultiTurn]:
         s, n = self.settings, self.settings.agents
         by_agent = dict(zip((t.agent for t in self._pending), zip(self._pending, answers)))
-        responses, choices = [], []
+        responses: list[str] = []
+        choices: list[str | None] = []
         for agent in range(n):
             if agent in self.confederates:
                 responses.append(canonical_answer(self.collective))
                 choices.append(self.collective)
             else:
-                answer = by_agent[agent][1]
-                responses.append(answer.text)
-                choices.append(answer_choice(answer, self.options, s.parser, "multi"))
+                given = by_agent[agent][1]
+                responses.append(given.text)
+                choices.append(answer_choice(given, self.options, s.parser, "multi"))
         collective = [c == self.collective for c in choices]
         self._last = [None if c is None else d for c, d in zip(choices, collective)]
-        records = []
+        records: list[MultiTurn] = []
         for agent in range(n):
             group = self.group(agent)
             count = sum(collective[j] for j in group)
@@ -213,17 +226,17 @@ class MultiEpisode:
                 past.append({"role": "user", "content": f"Outcome: {outcome}. Your reward (delta): {delta}"})
             self._history[agent].append(past)
             turn, answer = by_agent.get(agent, (None, None))
-            records.append({
-                "testbed": "multi", "episode": self.id, "item": self.id, "scenario": self.scenario,
-                "threshold": self.threshold, "rewards": list(self.rewards), "round": round, "agent": agent,
-                "confederate": agent in self.confederates, "shown_first": self.shown[0] if self.shown else None,
-                "seed": turn.seed if turn else None, "prompt_sha": turn.prompt_sha if turn else None,
-                "response": responses[agent], "choice": choices[agent], "valid": choices[agent] is not None,
-                "deviant": self._last[agent], "truncated": answer.truncated if answer else False,
-                "p_deviant": answer.p_deviant if answer else None,
-                "reward": delta, "capital_before": before, "capital": self.capital[agent],
-                "collective_count": count, "success": success,
-                "prompt_tokens": answer.prompt_tokens if answer else 0,
-                "completion_tokens": answer.completion_tokens if answer else 0,
-            })
+            records.append(MultiTurn(
+                testbed="multi", episode=self.id, item=self.id, scenario=self.scenario,
+                threshold=self.threshold, rewards=list(self.rewards), round=round, agent=agent,
+                confederate=agent in self.confederates, shown_first=self.shown[0] if self.shown else None,
+                seed=turn.seed if turn else None, prompt_sha=turn.prompt_sha if turn else None,
+                response=responses[agent], choice=choices[agent], valid=choices[agent] is not None,
+                deviant=self._last[agent], truncated=answer.truncated if answer else False,
+                p_deviant=answer.p_deviant if answer else None,
+                reward=delta, capital_before=before, capital=self.capital[agent],
+                collective_count=count, success=success,
+                prompt_tokens=answer.prompt_tokens if answer else 0,
+                completion_tokens=answer.completion_tokens if answer else 0,
+            ))
         return records

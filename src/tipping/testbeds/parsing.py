@@ -140,7 +140,7 @@ def _statement(text: str, key: re.Match, options: Options) -> _Statement:
     label = _match_label(value, options)
     named = {label} if label else _both_labels_in(value, options)
     if label:  # a second option right after the value, inside its object and line: "A" or "B"
-        tail = _REST_OF_OBJECT.match(text, end).group()
+        tail = text[end:_end_of_match(_REST_OF_OBJECT, text, end)]
         named |= {other for other in options.labels()
                   if (found := _label_pattern(other).search(tail)) and _connective(tail[:found.start()])}
     return _Statement(frozenset(named), key.start(), end)
@@ -154,8 +154,15 @@ def _value_after(text: str, start: int) -> tuple[str, int]:
         close = text.find("]" if opener == "[" else opener, start + 1)
         end = close if close > 0 else len(text)
         return text[start + 1:end], min(end + 1, len(text))
-    end = _BARE_VALUE.match(text, start).end()
+    end = _end_of_match(_BARE_VALUE, text, start)
     return text[start:end], end
+
+
+def _end_of_match(pattern: re.Pattern, text: str, start: int) -> int:
+    """Where `pattern` (one that matches the empty string too, so always) stops matching from start."""
+    found = pattern.match(text, start)
+    assert found is not None
+    return found.end()
 
 
 def _both_labels_in(value: str, options: Options) -> set[str]:

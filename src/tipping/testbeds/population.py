@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import networkx as nx
 
@@ -32,7 +32,7 @@ Payoff = Literal["global", "local"]
 PLACEMENTS = ("random", "hubs", "clustered")
 PAYOFFS = ("global", "local")
 # kind -> (parameters in their order, networkx generator taking (n, *parameters, seed))
-NETWORKS = {
+NETWORKS: dict[str, tuple[tuple[str, ...], Callable[..., nx.Graph]]] = {
     "complete": ((), lambda n, seed: nx.complete_graph(n)),
     "ring": (("k",), lambda n, k, seed: nx.watts_strogatz_graph(n, k, 0.0)),
     "small-world": (("k", "p"), lambda n, k, p, seed: nx.watts_strogatz_graph(n, k, p, seed=seed)),
@@ -125,12 +125,13 @@ class PopulationEpisode(MultiEpisode):
         super().__init__(game, threshold_for(fraction, settings.agents), rewards, settings, seed)
         self.network, self.payoff, self.fraction = network, payoff, fraction
         self.confederates = set(network.confederates)
-        self._local_texts = {}  # neighbourhood size -> (system prompt, question)
+        self._local_texts: dict[int, tuple[str, str]] = {}  # neighbourhood size -> (system prompt, question)
         if payoff == "local":
             for size in sorted({len(c) for c in network.closed}):
                 texts = game_texts(game, size, threshold_for(fraction, size), self.rewards, settings)
-                self._local_texts[size] = reorder_answers(texts, game.collective, game.independent,
-                                                          settings.option_order, seed, self.id)[1]
+                system_prompt, question = reorder_answers(texts, game.collective, game.independent,
+                                                         settings.option_order, seed, self.id)[1]
+                self._local_texts[size] = system_prompt, question
 
     def seen_by(self, agent: int) -> Sequence[int]:
         return self.network.closed[agent]
@@ -164,7 +165,7 @@ def probe_turns(game: MultiScenario, fraction: float, rewards: tuple[float, floa
     settings = replace(settings, agents=degree + 1, confederates=0, rounds=2)
     threshold = threshold_for(fraction, degree + 1)
     first = MultiEpisode(game, threshold, rewards, settings, seed)
-    out = [(None, None, first.turns(1)[-1])]
+    out: list[tuple[float | None, bool | None, Turn]] = [(None, None, first.turns(1)[-1])]
     for k in range(degree + 1):
         colluders = set(derive_rng(seed, game.name, "probe", k).sample(range(degree), k))
         for own in (False, True):
