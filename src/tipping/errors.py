@@ -8,6 +8,12 @@ class InputError(Exception):
     """Bad input the user can fix: the message names the file/field/value and what is expected."""
 
 
+def check(condition: bool, message: str) -> None:
+    """Raise InputError(message) unless the condition holds."""
+    if not condition:
+        raise InputError(message)
+
+
 def where(path, index=None, field=None) -> str:
     """'FILE record 3 field user_prompt' — the prefix every input error starts with."""
     parts = [str(path)]

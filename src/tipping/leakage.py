@@ -3,7 +3,8 @@
 For every evaluated policy of the DAG the params produce (model, defence, testbed, seed,
 evolution round), the audit takes its evaluation jobs and the jobs whose items trained it
 (tipping.pipeline: the defence's alignment pairs or GRPO prompts, and the rollouts of every
-evolution round before it), parses each job's real arguments with the command's own parser,
+evolution round before it), parses each job's real arguments with the command's own parser
+(`parse`: tipping.cli.parse_args, passed in by the caller so that this module stays below the CLI),
 loads the items that command would load (same split, items seed and limit, through the same
 functions) and counts the evaluation prompts that also occur upstream. Any shared prompt -> exit 1.
 
@@ -16,8 +17,8 @@ What counts as one prompt:
 
 from __future__ import annotations
 
-import functools
 import os
+from typing import Callable
 
 from tipping import pipeline, scenarios
 from tipping.config import Params
@@ -31,17 +32,12 @@ _REQUIRED = {("run", "single"): _POLICY, ("run", "multi"): _POLICY, ("align", "p
              ("align", "grpo"): ["--model", os.devnull, "--out", os.devnull]}
 
 
-@functools.cache
-def _parser():
-    # a job is read by the command's own parser: the audit sees the arguments exactly as the job does
-    from tipping.cli import build_parser
-
-    return build_parser()
+Parse = Callable[[list[str]], object]  # a `tipping` command line -> its argparse namespace
 
 
-def parse_job(job: pipeline.Job):
+def parse_job(job: pipeline.Job, parse: Parse):
     """The job's arguments as its command reads them."""
-    return _parser().parse_args([*job.command, *job.args, *_REQUIRED[job.command]])
+    return parse([*job.command, *job.args, *_REQUIRED[job.command]])
 
 
 def decision_problem(scenario: str, n: int, threshold: int, rewards) -> str:
@@ -64,11 +60,11 @@ def episode_prompts(episode) -> set[str]:
             decision_problem(episode.scenario, episode.settings.agents, episode.threshold, episode.rewards)}
 
 
-def job_prompts(job: pipeline.Job) -> list[frozenset[str]]:
+def job_prompts(job: pipeline.Job, parse: Parse) -> list[frozenset[str]]:
     """The prompts of every item or episode the job plays or trains on (one set per unit)."""
-    from tipping.cli.run import multi_plan, single_plan
+    from tipping.runs import multi_plan, single_plan
 
-    args = parse_job(job)
+    args = parse_job(job, parse)
     if job.command[0] == "align":  # pairs and GRPO train on the items load_prompts reads
         units = scenarios.load_any(args.items, args.items_seed)[: args.limit]
         if not all(isinstance(u, (SingleItem, MultiItem)) for u in units):
@@ -78,14 +74,14 @@ def job_prompts(job: pipeline.Job) -> list[frozenset[str]]:
     return [frozenset(episode_prompts(e)) for e in episodes]
 
 
-def audit(p: Params) -> list[dict]:
+def audit(p: Params, parse: Parse) -> list[dict]:
     """One row per evaluated policy: its evaluation prompts, the jobs upstream of it and how many
     of its evaluation prompts occur in them."""
     cache: dict[pipeline.Job, list[frozenset[str]]] = {}
 
     def units(job: pipeline.Job) -> list[frozenset[str]]:
         if job not in cache:
-            cache[job] = job_prompts(job)
+            cache[job] = job_prompts(job, parse)
         return cache[job]
 
     rows = []

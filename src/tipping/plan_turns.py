@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any, Callable
 
 from tipping import scenarios
 from tipping.config import Params
@@ -72,6 +73,9 @@ def played(p: Params, testbed: str, split: str, limit: int | None):
 # --- populations: the turns of the jobs, built by the commands' own code from the rules' arguments ---
 
 POPULATION_PROBE = "probe"  # the testbed of a population_probe row
+# a `tipping` command line -> its namespace: tipping.cli.parse_args, passed in by the callers (the CLI,
+# the workflow) so that the rows read the jobs' arguments with the commands' own parsers from below the CLI
+Parse = Callable[[list[str]], Any]
 PLACEHOLDER = ("--policy", "scripted:comply", "--out", "-")  # the parsers require them; never used
 
 
@@ -81,21 +85,18 @@ def population_key(network_slug: str, agents, fraction) -> str:
 
 
 @lru_cache(maxsize=None)
-def population_played(argv: tuple[str, ...]) -> tuple[tuple[int, int, int, int], ...]:
+def population_played(argv: tuple[str, ...], parse: Parse) -> tuple[tuple[int, int, int, int], ...]:
     """The turns of the job `tipping run population ARGV`: confederates are no turns."""
-    from tipping.cli import build_parser
-    from tipping.cli.run import population_plan
+    from tipping.runs import population_plan
 
-    args = build_parser().parse_args(["run", "population", *argv, *PLACEHOLDER])
+    args = parse(["run", "population", *argv, *PLACEHOLDER])
     return _play(population_plan(args)[0], args.rounds)
 
 
 @lru_cache(maxsize=None)
-def probed(argv: tuple[str, ...]) -> tuple[tuple[int, int, int, int], ...]:
+def probed(argv: tuple[str, ...], parse: Parse) -> tuple[tuple[int, int, int, int], ...]:
     """The turns of `tipping population probe ARGV`, as its handler builds them."""
-    from tipping.cli import build_parser
-
-    args = build_parser().parse_args(["population", "probe", *argv, *PLACEHOLDER])
+    args = parse(["population", "probe", *argv, *PLACEHOLDER])
     settings = MultiSettings(window=args.window, reward_mode=args.reward_mode)
     return tuple(_seen(1 if f is None else 2, t) for game in scenarios.load_multi_games(args.scenarios)[: args.limit]
                  for f, _, t in probe_turns(game, args.threshold_fraction, tuple(args.reward_set), settings,

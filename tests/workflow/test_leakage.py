@@ -11,7 +11,7 @@ import yaml
 from smk_helpers import ROOT, copy_workflow, snakemake
 
 from tipping import leakage, paths, pipeline
-from tipping.cli import build_parser, main
+from tipping.cli import build_parser, main, parse_args
 from tipping.config import Params
 from tipping.scenarios import write_items
 from tipping.scenarios.generator import make_split
@@ -30,7 +30,7 @@ def params(config: str, *extra) -> Params:
 @pytest.mark.parametrize("config", CONFIGS)
 def test_no_evaluation_prompt_occurs_upstream(config):
     p = params(config)
-    rows = leakage.audit(p)
+    rows = leakage.audit(p, parse_args)
     assert len(rows) == len(pipeline.policies(p))
     assert all(r["eval_prompts"] > 0 for r in rows)
     assert all(r["upstream"] for r in rows if r["round"] > 0 or r["defence"] != "none")  # never vacuous
@@ -71,7 +71,7 @@ def test_a_train_file_holding_test_items_is_found(tmp_path, capsys):
 def test_multi_rollouts_on_the_evaluation_games_are_found(tmp_path):
     """What the DAG did before: multi evolution rollouts played the evaluation games and grid."""
     p = params("paper", _overlay(tmp_path, {"defences": ["none"], "multi": {"train_items": "multi-games"}}))
-    rows = [r for r in leakage.audit(p) if r["testbed"] == "multi"]
+    rows = [r for r in leakage.audit(p, parse_args) if r["testbed"] == "multi"]
     # 140 grid episodes, each in the paper's and in the swapped option order (control_swapped)
     assert {r["round"]: r["shared"] for r in rows if r["seed"] == 0 and r["model"] == "qwen3-8b"} == \
         {0: 0, 1: 280, 2: 280, 3: 280}
@@ -88,7 +88,7 @@ def test_evaluation_items_drawn_with_the_replicate_seed_are_found(monkeypatch):
         return args
 
     monkeypatch.setattr(pipeline, "eval_args", replicate_items)
-    shared = {(r["defence"], r["seed"]): r["shared"] for r in leakage.audit(params("paper"))
+    shared = {(r["defence"], r["seed"]): r["shared"] for r in leakage.audit(params("paper"), parse_args)
               if r["testbed"] == "single" and r["round"] == 0 and r["model"] == "qwen3-8b"}
     assert shared[("dpo", 0)] == shared[("grpo", 0)] == shared[("none", 1)] == 0
     assert shared[("dpo", 1)] > 0 and shared[("dpo", 2)] > 0 and shared[("grpo", 1)] > 0
@@ -100,7 +100,7 @@ def test_evaluation_items_drawn_with_the_replicate_seed_are_found(monkeypatch):
 def _item_fields(argv: list[str]) -> tuple:
     """A `tipping` command line reduced to what chooses its items and seeds (read by its own parser)."""
     words = tuple(argv[:2])
-    args = PARSER.parse_args(argv) if "--out" in argv else leakage.parse_job(pipeline.Job("", words, tuple(argv[2:])))
+    args = PARSER.parse_args(argv) if "--out" in argv else leakage.parse_job(pipeline.Job("", words, tuple(argv[2:])), parse_args)
     return words, tuple((k, str(getattr(args, k, None))) for k in ITEM_FIELDS)
 
 

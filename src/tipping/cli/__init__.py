@@ -8,6 +8,8 @@ code). Input errors print one line and exit 2; anything else is a bug and keeps 
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
 import sys
 
@@ -33,6 +35,17 @@ def build_parser() -> Parser:
     for verb in (run, compare, items, model, align, evolve, analysis, population, export, plan):
         verb.add(sub)
     return parser
+
+
+@functools.cache
+def _parser() -> Parser:
+    return build_parser()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """A `tipping` command line as its command reads it: the leakage audit and `tipping plan` read
+    the DAG's jobs with it (passed in, so that they stay below the CLI)."""
+    return _parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tipping.cli.options import check, command
+from tipping.cli.options import command
+from tipping.errors import check
 
 SAME_FOR_PAIRING = {  # a paired effect needs these equal; feedback, supervision, option order may differ
     "single": ("items", "items_seed", "n_items", "seed", "rounds", "window", "policy"),

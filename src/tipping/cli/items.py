@@ -46,11 +46,12 @@ def import_items(args) -> int:
 
 
 def check_leakage(args) -> int:
+    from tipping.cli import parse_args
     from tipping.config import Params
     from tipping.leakage import audit
 
     p = Params.from_files(args.params, *args.configfile)
-    rows = audit(p)
+    rows = audit(p, parse_args)
     for r in rows:
         upstream = ", ".join(f"{label} {n}" for label, n in r["upstream"]) or "none"
         print(f"{r['model']} {r['defence']} {r['testbed']} seed {r['seed']} round {r['round']}: {r['shared']} "

@@ -41,11 +41,6 @@ def command(sub, name: str, handler, help: str, description: str | None = None) 
     return p
 
 
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise InputError(message)
-
-
 def add_policy_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("policy and sampling (defaults per model, as in the paper)")
     g.add_argument("--policy", required=True,

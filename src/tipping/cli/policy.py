@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tipping.cli.options import check
+from tipping.errors import check
 from tipping.policies import Policy, Sampling, load_policy
 
 

@@ -56,6 +56,9 @@ class MultiSettings:
 
 Rewards = tuple[float, float, float]  # the high, normal and low factors
 
+# the paper's grid of a game (flags that only games take: an item brings its own n, threshold, factors)
+GAME_GRID = {"agents": MultiSettings.agents, "thresholds": [2, 4, 6, 8], "reward_sets": [[1.2, 1.0, 0.8]]}
+
 
 def _floats(rewards: Sequence[float]) -> Rewards:
     high, normal, low = (float(x) for x in rewards)
