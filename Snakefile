@@ -36,8 +36,9 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/align.smk"
-include: "workflow/rules/evolve.smk"
+# evaluate.smk before evolve.smk: rollout_episodes reuses the rule evaluate_policy
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/evolve.smk"
 include: "workflow/rules/population.smk"
 include: "workflow/rules/aggregate.smk"
 

@@ -138,8 +138,8 @@ def section(root: Path = ROOT) -> str:
     keys = _keys(rates)
     last = effects.groupby("testbed")["round"].transform("max")
     out = [BEGIN, "## Results", "",
-           f"The committed CPU study: `dvc repro study` (config/study.yaml) ran {summary['runs']} runs, "
-           f"{summary['turns']:,} turns of {', '.join(config['models'])} in forced-choice mode; `dvc pull study` "
+           f"The committed CPU study: `dvc repro run@study` (config/study.yaml) ran {summary['runs']} runs, "
+           f"{summary['turns']:,} turns of {', '.join(config['models'])} in forced-choice mode; `dvc pull run@study` "
            "fetches its records instead. Every number below is read from results/study/tables by "
            "scripts/results_section.py (a test fails when they disagree).", ""]
     for testbed in rates["testbed"].unique():

@@ -12,7 +12,6 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tipping import scenarios
 from tipping.errors import InputError
 
 
@@ -405,68 +404,6 @@ class Params(BaseModel):
         merged = _deep_merge(_deep_merge(base, sec.per_testbed.get(testbed, {})), sec.per_model.get(model, {}))
         cls = {"dpo": DPOParams, "grpo": GRPOParams, "sft": SFTParams}[section]
         return cls.model_validate(merged).model_dump(mode="json")
-
-    def sampling_args(self, model: str, testbed: str) -> list[str]:
-        from tipping.policies.models import MODEL_SHAPES
-
-        ms = self.model_settings[model]
-        s = ms.sampling
-        max_new = getattr(self, testbed).max_new_tokens or s.max_new_tokens
-        args = ["--temperature", str(s.temperature), "--top-p", str(s.top_p), "--max-new-tokens", str(max_new)]
-        if s.top_k is not None:
-            args += ["--top-k", str(s.top_k)]
-        if s.enable_thinking is not None:
-            args += ["--enable-thinking", "true" if s.enable_thinking else "false"]
-        if ms.backend == "vllm":  # the engine's context; transformers needs none
-            args += ["--max-model-len", str(ms.max_model_len or MODEL_SHAPES[model].context)]
-        return args + ["--batch-size", str(ms.batch_size)]
-
-    def policy(self, model: str, model_dir: str, adapter: str | None) -> str:
-        spec = f"{self.model_settings[model].backend}:{model_dir}"
-        return f"{spec}@{adapter}" if adapter else spec
-
-    def condition_args(self, testbed: str, condition: str) -> list[str]:
-        """What a control changes: no reward lines in the history, every round supervised, or the
-        two answers listed in the reverse of the paper's order (position bias)."""
-        feedback = "none" if condition == "control_no_feedback" else "reward"
-        order = ["--option-order", "swapped"] if condition == "control_swapped" else []
-        if testbed == "multi":
-            return ["--feedback", feedback, *order]
-        supervision = "all_supervised" if condition == "control_supervised" else self.single.supervision
-        return ["--supervision", supervision, "--feedback", feedback, *order]
-
-    def testbed_args(self, testbed: str, split: str | None = None, limit: int | None = None) -> list[str]:
-        """The `tipping run single|multi` arguments of the paper's protocol (items, rounds, grid): on
-        the evaluation split with its limit, or on `split` with `limit`. Multi items (multi-train)
-        bring their own n, threshold and factors, so only games get the grid."""
-        sec = getattr(self, testbed)
-        if split is None:
-            split, limit = self.eval_split(testbed), sec.limit
-        if testbed == "single":
-            args = ["--items", split, "--rounds", str(sec.rounds), "--window", str(sec.window)]
-        else:
-            args = ["--scenarios", split, "--rounds", str(sec.rounds), "--window", str(sec.window)]
-            if scenarios.kind(split) == "multi-games":
-                args += ["--agents", str(sec.agents), "--thresholds", ",".join(map(str, sec.thresholds))]
-                for rs in sec.reward_sets:
-                    args += ["--reward-sets", ",".join(f"{x:g}" for x in rs)]
-        return args + (["--limit", str(limit)] if limit else [])
-
-    def population_args(self, network_slug: str, agents, fraction) -> list[str]:
-        """`tipping run population` arguments of one population job (its seed and policy aside)."""
-        pop = self.population
-        return ["--scenarios", pop.scenarios, *(["--limit", str(pop.limit)] if pop.limit else []),
-                "--network", pop.network_of(network_slug), "--agents", str(agents),
-                "--confederates", str(pop.confederates(int(agents), float(fraction))), "--payoff", pop.payoff,
-                "--threshold-fractions", f"{pop.threshold_fraction:g}", "--reward-sets",
-                ",".join(f"{x:g}" for x in pop.reward_set), "--rounds", str(pop.rounds), "--window", str(pop.window),
-                "--items-seed", str(self.items_seed)]
-
-    def population_probe_args(self) -> list[str]:
-        pop = self.population
-        return ["--scenarios", pop.scenarios, *(["--limit", str(pop.limit)] if pop.limit else []),
-                "--degree", str(pop.probe_degree), "--threshold-fraction", f"{pop.threshold_fraction:g}",
-                "--reward-set", ",".join(f"{x:g}" for x in pop.reward_set), "--window", str(pop.window)]
 
     def eval_split(self, testbed: str) -> str:
         return self.single.items if testbed == "single" else self.multi.scenarios

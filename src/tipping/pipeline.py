@@ -1,5 +1,6 @@
-"""What each Snakemake job is given: the `tipping` arguments that decide which items a job plays or
-trains on, and with which seeds, and which jobs feed the policy an evaluation job plays.
+"""What each Snakemake job is given: the `tipping` arguments built from the params (the policy spec,
+sampling, protocol, condition, population grid), which items a job plays or trains on, and with
+which seeds, and which jobs feed the policy an evaluation job plays.
 
 The rules (workflow/rules/*.smk) put these lists into their shell commands, and the leakage
 audit (tipping.leakage, `tipping items check`) reads the same lists, so the audit checks the
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tipping import scenarios
 from tipping.config import Params
+from tipping.policies.models import MODEL_SHAPES
 
 
 @dataclass(frozen=True)
@@ -33,17 +36,86 @@ def _limit(limit: int | None) -> list[str]:
     return ["--limit", str(limit)] if limit else []
 
 
+def policy_spec(p: Params, model: str, model_dir: str, adapter: str | None) -> str:
+    """`--policy BACKEND:MODEL_DIR[@ADAPTER]`."""
+    spec = f"{p.model_settings[model].backend}:{model_dir}"
+    return f"{spec}@{adapter}" if adapter else spec
+
+
+def sampling_args(p: Params, model: str, testbed: str) -> list[str]:
+    """The model's sampling (the testbed's max_new_tokens first) and batch size."""
+    ms = p.model_settings[model]
+    s = ms.sampling
+    max_new = getattr(p, testbed).max_new_tokens or s.max_new_tokens
+    args = ["--temperature", str(s.temperature), "--top-p", str(s.top_p), "--max-new-tokens", str(max_new)]
+    if s.top_k is not None:
+        args += ["--top-k", str(s.top_k)]
+    if s.enable_thinking is not None:
+        args += ["--enable-thinking", "true" if s.enable_thinking else "false"]
+    if ms.backend == "vllm":  # the engine's context; transformers needs none
+        args += ["--max-model-len", str(ms.max_model_len or MODEL_SHAPES[model].context)]
+    return args + ["--batch-size", str(ms.batch_size)]
+
+
+def condition_args(p: Params, testbed: str, condition: str) -> list[str]:
+    """What a control changes: no reward lines in the history, every round supervised, or the
+    two answers listed in the reverse of the paper's order (position bias)."""
+    feedback = "none" if condition == "control_no_feedback" else "reward"
+    order = ["--option-order", "swapped"] if condition == "control_swapped" else []
+    if testbed == "multi":
+        return ["--feedback", feedback, *order]
+    supervision = "all_supervised" if condition == "control_supervised" else p.single.supervision
+    return ["--supervision", supervision, "--feedback", feedback, *order]
+
+
+def testbed_args(p: Params, testbed: str, split: str | None = None, limit: int | None = None) -> list[str]:
+    """The `tipping run single|multi` arguments of the paper's protocol (items, rounds, grid): on
+    the evaluation split with its limit, or on `split` with `limit`. Multi items (multi-train)
+    bring their own n, threshold and factors, so only games get the grid."""
+    sec = getattr(p, testbed)
+    if split is None:
+        split, limit = p.eval_split(testbed), sec.limit
+    if testbed == "single":
+        args = ["--items", split, "--rounds", str(sec.rounds), "--window", str(sec.window)]
+    else:
+        args = ["--scenarios", split, "--rounds", str(sec.rounds), "--window", str(sec.window)]
+        if scenarios.kind(split) == "multi-games":
+            args += ["--agents", str(sec.agents), "--thresholds", ",".join(map(str, sec.thresholds))]
+            for rs in sec.reward_sets:
+                args += ["--reward-sets", ",".join(f"{x:g}" for x in rs)]
+    return args + _limit(limit)
+
+
+def population_args(p: Params, network_slug: str, agents, fraction) -> list[str]:
+    """`tipping run population` arguments of one population job (its seed and policy aside)."""
+    pop = p.population
+    return ["--scenarios", pop.scenarios, *_limit(pop.limit),
+            "--network", pop.network_of(network_slug), "--agents", str(agents),
+            "--confederates", str(pop.confederates(int(agents), float(fraction))), "--payoff", pop.payoff,
+            "--threshold-fractions", f"{pop.threshold_fraction:g}", "--reward-sets",
+            ",".join(f"{x:g}" for x in pop.reward_set), "--rounds", str(pop.rounds), "--window", str(pop.window),
+            "--items-seed", str(p.items_seed)]
+
+
+def population_probe_args(p: Params) -> list[str]:
+    """`tipping population probe` arguments (its policy and sampling aside)."""
+    pop = p.population
+    return ["--scenarios", pop.scenarios, *_limit(pop.limit),
+            "--degree", str(pop.probe_degree), "--threshold-fraction", f"{pop.threshold_fraction:g}",
+            "--reward-set", ",".join(f"{x:g}" for x in pop.reward_set), "--window", str(pop.window)]
+
+
 def eval_args(p: Params, testbed: str, seed: int, condition: str) -> list[str]:
     """evaluate_policy: the evaluation split and protocol, the condition, the replicate's seed."""
-    return [*p.testbed_args(testbed), *p.condition_args(testbed, condition),
+    return [*testbed_args(p, testbed), *condition_args(p, testbed, condition),
             "--items-seed", str(p.items_seed), "--seed", str(seed)]
 
 
 def rollout_args(p: Params, testbed: str, seed: int, round: int) -> list[str]:
     """rollout_episodes of evolution round `round`: the train split (multi: its one-shot items, each
     played as its own game), the treatment, a rollout seed that no evaluation uses."""
-    return [*p.testbed_args(testbed, split=p.train_split(testbed), limit=p.evolution.rollout.limit),
-            *p.condition_args(testbed, "treatment"),
+    return [*testbed_args(p, testbed, split=p.train_split(testbed), limit=p.evolution.rollout.limit),
+            *condition_args(p, testbed, "treatment"),
             "--items-seed", str(p.items_seed), "--seed", str(p.rollout_seed(seed, round))]
 
 

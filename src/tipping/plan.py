@@ -39,6 +39,7 @@ from pathlib import Path
 
 import yaml
 
+from tipping import pipeline
 from tipping.config import Params
 from tipping.errors import InputError
 from tipping.plan_turns import (CHARS_PER_TOKEN, POPULATION_PROBE, TOKENS_PER_MESSAGE, played, population_key,
@@ -211,14 +212,14 @@ def _population_rows(p: Params, model: str, gpu_gib: float, throughput: dict) ->
     for network in pop.networks:
         for agents in pop.agents:
             for fraction in pop.fractions:
-                argv = (*p.population_args(pop.slug(network), agents, fraction),
+                argv = (*pipeline.population_args(p, pop.slug(network), agents, fraction),
                         "--placement", pop.placements[0], "--seed", str(seeds[0]))
                 out.append(_generation_row(p, "population_run", model,
                                            population_key(pop.slug(network), agents, f"{fraction:g}"),
                                            len(pop.placements) * len(seeds), population_played(argv), gpu_gib,
                                            throughput, section="multi"))
     out.append(_generation_row(p, "population_probe", model, POPULATION_PROBE, 1,
-                               probed(tuple(p.population_probe_args())), gpu_gib, throughput, section="multi",
+                               probed(tuple(pipeline.population_probe_args(p))), gpu_gib, throughput, section="multi",
                                decision="choice"))
     return out
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tipping import plan, plan_turns
+from tipping import pipeline, plan, plan_turns
 from tipping.cli import main
 from tipping.config import Params
 from tipping.errors import InputError
@@ -105,10 +105,10 @@ def test_a_batch_that_cannot_fit_is_refused_in_one_line(paper):
 
 
 def test_max_model_len_reaches_vllm_and_is_checked(paper):
-    args = paper.sampling_args("qwen3-8b", "single")
+    args = pipeline.sampling_args(paper, "qwen3-8b", "single")
     assert args[args.index("--max-model-len") + 1] == "40960"
-    assert "--max-model-len" not in Params.from_files(ROOT / "params.yaml", ROOT / "config/ci.yaml").sampling_args(
-        "tiny-qwen3", "single")
+    assert "--max-model-len" not in pipeline.sampling_args(
+        Params.from_files(ROOT / "params.yaml", ROOT / "config/ci.yaml"), "tiny-qwen3", "single")
     with pytest.raises(InputError, match=r"field model_settings.qwen3-8b.max_model_len: 50000 > the model's context 40960"):
         _with(paper, max_model_len=50_000)
 
@@ -247,8 +247,9 @@ def test_population_row_is_what_the_job_asks_the_policy(grid, tmp_path, network,
     for placement in pop.placements:
         for seed in pop.seeds:
             out = tmp_path / f"{placement}{seed}"
-            assert main(["run", "population", *grid.population_args(network, 6, fraction), "--placement", placement,
-                         "--seed", str(seed), "--policy", "scripted:comply", "--no-progress", "--out", str(out)]) == 0
+            assert main(["run", "population", *pipeline.population_args(grid, network, 6, fraction),
+                         "--placement", placement, "--seed", str(seed), "--policy", "scripted:comply", "--no-progress",
+                         "--out", str(out)]) == 0
             records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
             asked = [r for r in records if not r["confederate"]]
             assert len(asked) == row.turns == (6 - round(float(fraction) * 6)) * 2  # free agents x rounds (1 game)
@@ -272,7 +273,7 @@ def test_population_tokens_follow_the_decision_and_the_probe_always_scores(grid)
     probe = plan.row_of(rows, "population_probe", "qwen3-8b", plan.POPULATION_PROBE)
     assert probe.turns == 1 * (1 + 2 * (3 + 1)) and probe.new_tokens == 0
     assert probe.prompt_tokens[0] == probe.prompt_tokens[1] == 2 * sum(
-        t for *_, t, _ in plan_turns.probed(tuple(paper.population_probe_args())))
+        t for *_, t, _ in plan_turns.probed(tuple(pipeline.population_probe_args(paper))))
 
 
 def test_no_population_networks_no_population_rows(paper):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tipping import pipeline
 from tipping.analysis import tables
 from tipping.cli import main
 from tipping.config import Params
@@ -285,7 +286,7 @@ def test_the_swapped_control_reports_the_position_bias_in_the_effects_table(tmp_
     for condition in ("treatment", "control_swapped"):
         out = tmp_path / condition
         assert main(["run", "single", "--items", "single-test", "--rounds", "2", "--limit", "8", *FIRST,
-                     *params.condition_args("single", condition), "--tag", f"condition={condition}",
+                     *pipeline.condition_args(params, "single", condition), "--tag", f"condition={condition}",
                      "--out", str(out)]) == 0
         runs.append(str(out))
     effects = tables.build(runs)["effects"]

@@ -7,10 +7,12 @@ Every bad value is checked twice: by tipping.config.Params (the exact message) a
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import yaml
 
+from tipping import pipeline
 from tipping.config import Params
 from tipping.errors import InputError
 
@@ -36,12 +38,13 @@ def test_params_yaml_is_the_papers_experiment(paper):
     # every treatment has its controls
     assert p.single.conditions == ["treatment", "control_no_feedback", "control_supervised", "control_swapped"]
     assert p.multi.conditions == ["treatment", "control_no_feedback", "control_swapped"]
-    assert p.condition_args("single", "control_supervised") == ["--supervision", "all_supervised", "--feedback", "reward"]
-    assert p.condition_args("single", "control_no_feedback") == ["--supervision", "all_unsupervised", "--feedback", "none"]
+    condition_args = functools.partial(pipeline.condition_args, p)
+    assert condition_args("single", "control_supervised") == ["--supervision", "all_supervised", "--feedback", "reward"]
+    assert condition_args("single", "control_no_feedback") == ["--supervision", "all_unsupervised", "--feedback", "none"]
     # the position-bias control is the treatment with the two answers listed in reverse order
-    assert p.condition_args("single", "control_swapped") == [*p.condition_args("single", "treatment"),
-                                                             "--option-order", "swapped"]
-    assert p.condition_args("multi", "control_swapped") == ["--feedback", "reward", "--option-order", "swapped"]
+    assert condition_args("single", "control_swapped") == [*condition_args("single", "treatment"),
+                                                           "--option-order", "swapped"]
+    assert condition_args("multi", "control_swapped") == ["--feedback", "reward", "--option-order", "swapped"]
     # per-model / per-testbed learning rates
     assert p.training("dpo", "llama-3.1-8b-instruct", "single")["learning_rate"] == 1e-5
     assert p.training("dpo", "qwen3-8b", "multi")["learning_rate"] == 5e-6

@@ -1,4 +1,4 @@
-"""DVC around the Snakemake DAG (dvc.yaml, stage `ci`), in a temporary git repo with its own remote.
+"""DVC around the Snakemake DAG (dvc.yaml, stage `run@ci`), in a temporary git repo with its own remote.
 
 `dvc repro` after a param change, and after a code change, reruns only the affected rules; push,
 fresh clone, pull, `snakemake --touch --forceall`, then `snakemake -n` has nothing to do and the
@@ -18,10 +18,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
+from dvc.repo import Repo
 from smk_helpers import CI, CI_RESULTS, ROOT, VENV_BIN, copy_workflow, dry_run_jobs, env, jobs_ran, snakemake
 
 pytestmark = pytest.mark.slow
+
+STAGE = "run@ci"  # dvc.yaml: the `run` template's ci item
 
 
 def sh(cwd, *cmd, check=True, timeout=1800) -> str:
@@ -44,7 +46,8 @@ def seeded_repo(ci_run, repo: Path) -> Path:
     """A git + DVC repository of the workflow holding the session's finished CI run and Snakemake's
     provenance of it (mtimes preserved), with the shipped .dvc/config; nothing committed yet."""
     copy_workflow(repo)
-    for name in ("dvc.yaml", ".dvcignore"):
+    (repo / "scripts").mkdir()
+    for name in ("dvc.yaml", ".dvcignore", "scripts/results_section.py"):  # the last: a dep of every `run` item
         shutil.copy2(ROOT / name, repo / name)
     (repo / ".gitignore").write_text("/results/*/logs/\n/results/*/benchmarks/\n/results/*/cache/\n/results/*/checks/\n"
                                      ".snakemake/\n__pycache__/\n")
@@ -62,43 +65,43 @@ def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
     remote = tmp_path / "remote"
     dvc(repo, "remote", "modify", "local", "url", str(remote))  # the shipped default remote, pointed here
 
-    out = dvc(repo, "repro", "ci")
+    out = dvc(repo, "repro", STAGE)
     assert "Nothing to be done" in out and jobs_ran(out) == []
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "ci results")
-    assert "up to date" in dvc(repo, "status", "ci")
+    assert "up to date" in dvc(repo, "status", STAGE)
 
     # a param change: keep every kept turn (filter fraction 0.5 -> 1.0)
     ci = (repo / CI).read_text()
     (repo / CI).write_text(ci.replace("  rollout: {limit: 2}", "  rollout: {limit: 2}\n  filter: {fraction: 1.0}"))
-    status = dvc(repo, "status", "ci")
+    status = dvc(repo, "status", STAGE)
     assert "config/ci.yaml" in status and "evolution" in status
-    out = dvc(repo, "repro", "ci")
+    out = dvc(repo, "repro", STAGE)
     ran = jobs_ran(out)
     assert set(ran) - {"all"} == {"filter_trajectories", "finetune_policy", "evaluate_policy", "aggregate",
                                   "plot_single_rounds", "plot_evolution", "build_viewer"}, ran
     assert {w["round"] for w in dry_run_jobs(out)["evaluate_policy"]} == {"1"}  # round 0 is untouched
-    assert "up to date" in dvc(repo, "status", "ci")
+    assert "up to date" in dvc(repo, "status", STAGE)
 
     # a code change that only the tables run: DVC sees src/tipping change, and the Snakemake it runs
     # reruns exactly aggregate and what reads the tables (the rules' code-hash params)
     tables_py = repo / "src" / "tipping" / "analysis" / "tables.py"
     tables_py.write_text(tables_py.read_text() + "\nEDITED = True  # a code change only the tables run\n")
-    assert "src/tipping" in dvc(repo, "status", "ci")
-    ran = jobs_ran(dvc(repo, "repro", "ci"))
+    assert "src/tipping" in dvc(repo, "status", STAGE)
+    ran = jobs_ran(dvc(repo, "repro", STAGE))
     assert set(ran) - {"all"} == {"aggregate", "plot_single_rounds", "plot_evolution", "build_viewer",
                                   "population_report"}, ran
-    assert "up to date" in dvc(repo, "status", "ci")
+    assert "up to date" in dvc(repo, "status", STAGE)
     dry = snakemake(repo, "-n", "all", "--configfile", CI)
     assert "Nothing to be done" in dry.stdout + dry.stderr
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "filter fraction 1.0, a tables code change")
-    dvc(repo, "push", "ci")
+    dvc(repo, "push", STAGE)
 
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
-    dvc(clone, "pull", "ci")
-    assert "up to date" in dvc(clone, "status", "ci")
+    dvc(clone, "pull", STAGE)
+    assert "up to date" in dvc(clone, "status", STAGE)
     snakemake(clone, "--touch", "--forceall", "--cores", "1", "all", "--configfile", CI)
     dry = snakemake(clone, "-n", "all", "--configfile", CI)
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -143,16 +146,17 @@ def test_fresh_clone_pulls_over_http_and_has_nothing_to_do(ci_run, tmp_path):
     anything to recompute; pushing to the HTTP remote fails."""
     repo = seeded_repo(ci_run, tmp_path / "repo")
     store = tmp_path / "store"
-    outs = [next(iter(o)) for o in yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["ci"]["outs"]]
+    with Repo(str(repo)) as dvc_repo:  # the stage as DVC resolves it: outs, metrics and plots
+        outs = [str(o.def_path) for o in dvc_repo.stage.collect(STAGE)[0].outs]
     with http_remote(store) as (url, served):
         dvc(repo, "remote", "add", "-d", "public", url)  # .dvc/config: what every clone reads
         dvc(repo, "remote", "add", "--local", "-d", "store", str(store))  # .dvc/config.local: the writer's
-        dvc(repo, "commit", "-f", "ci")  # dvc.lock for the seeded outputs, without running the DAG
+        dvc(repo, "commit", "-f", STAGE)  # dvc.lock for the seeded outputs, without running the DAG
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", "ci results")
         assert ".dvc/config.local" not in git(repo, "ls-files", ".dvc")
-        assert "up to date" in dvc(repo, "status", "ci")
-        dvc(repo, "push", "ci")  # to the local default: the store
+        assert "up to date" in dvc(repo, "status", STAGE)
+        dvc(repo, "push", STAGE)  # to the local default: the store
 
         clone = tmp_path / "clone"
         sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
@@ -162,20 +166,20 @@ def test_fresh_clone_pulls_over_http_and_has_nothing_to_do(ci_run, tmp_path):
         assert (clone / CI_RESULTS / "tables" / "rates.md").is_file()
         assert not (clone / CI_RESULTS / "tables" / "records.parquet").exists()
         assert not (clone / CI_RESULTS / "evals").exists()
-        dvc(clone, "pull", "ci")
+        dvc(clone, "pull", STAGE)
         pulled = [p for p in served if p.startswith("/files/md5/")]
         assert pulled, "nothing came over HTTP"
         assert files_under(clone, outs) == files_under(repo, outs)  # every pulled file, byte for byte
-        assert "up to date" in dvc(clone, "status", "ci")
+        assert "up to date" in dvc(clone, "status", STAGE)
         snakemake(clone, "--touch", "--forceall", "--cores", "1", "all", "--configfile", CI)
         dry = snakemake(clone, "-n", "all", "--configfile", CI)
         assert "Nothing to be done" in dry.stdout + dry.stderr
 
         # read-only: a push from the clone (a changed cached folder) goes to the HTTP remote and is refused
         (clone / CI_RESULTS / "viewer" / "extra.txt").write_text("a change\n")
-        dvc(clone, "commit", "-f", "ci")
+        dvc(clone, "commit", "-f", STAGE)
         before = sorted(store.rglob("*"))
-        push = subprocess.run([str(VENV_BIN / "dvc"), "push", "ci"], cwd=clone, env=env(clone), capture_output=True,
+        push = subprocess.run([str(VENV_BIN / "dvc"), "push", STAGE], cwd=clone, env=env(clone), capture_output=True,
                               text=True, timeout=300)
         assert push.returncode != 0, push.stdout + push.stderr
         assert sorted(store.rglob("*")) == before

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from smk_helpers import CI, ROOT, copy_workflow, dry_run_jobs, snakemake
 
+from tipping import pipeline
 from tipping.cli import build_parser
 from tipping.cli.run import population_plan
 from tipping.config import Params
@@ -57,7 +58,7 @@ def test_ci_overlay_plans_population_runs_probe_and_report(tmp_path):
     assert len(jobs["population_probe"]) == len(jobs["population_report"]) == len(p.models)
     # what a job runs is a valid plan: the spec, the confederate count, the rounds
     for _, slug, n, f, placement, seed in sorted(want):
-        args = build_parser().parse_args(["run", "population", *p.population_args(slug, n, f), "--placement",
+        args = build_parser().parse_args(["run", "population", *pipeline.population_args(p, slug, n, f), "--placement",
                                           placement, "--seed", seed, "--policy", "scripted:comply", "--out", "x"])
         episodes, config, _ = population_plan(args)
         assert config["network"] == pop.network_of(slug) and config["rounds"] == pop.rounds

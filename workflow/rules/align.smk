@@ -18,14 +18,14 @@ rule make_preference_pairs:
         **plan_resources("make_preference_pairs"),
     params:
         data=lambda wc: _args(pipeline.pairs_args(P, wc.testbed)),
-        policy=lambda wc, input: P.policy(wc.model, input.model, None),
+        policy=lambda wc, input: pipeline.policy_spec(P, wc.model, input.model, None),
         decision=lambda wc: P.model_settings[wc.model].decision,
-        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
+        sampling=lambda wc: _args(pipeline.sampling_args(P, wc.model, wc.testbed)),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         code=code("align", "pairs"),
     shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping align pairs {params.data} --policy {params.policy}"
+        THREADS
+        + "python -m tipping align pairs {params.data} --policy {params.policy}"
         " --decision {params.decision} {params.sampling}"
         " --cache-dir {params.cache} --no-progress --out {output.pairs} > {log} 2>&1"
 
@@ -52,6 +52,6 @@ rule align_policy:
         schedule=lambda wc: schedule_args(wc.defence, wc),
         code=code("align", "{defence}"),
     shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping align {params.method} --model {input.model} {params.data}"
+        THREADS
+        + "python -m tipping align {params.method} --model {input.model} {params.data}"
         " --params {input.params} {params.schedule} --out {output} > {log} 2>&1"

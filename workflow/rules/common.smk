@@ -68,6 +68,10 @@ def code(*command):
     return lambda wc: code_hash(*(word.format(**dict(wc.items())) for word in command))
 
 
+# The first words of every model job's shell: torch and MKL use the job's {threads}, no more (the
+# profiles' envvars cannot follow a job's threads).
+THREADS = "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
+
 # Rules run `python -m tipping` from the active venv (make setup); with `--sdm conda` Snakemake
 # builds this environment from the same pins instead. (Relative to the rule files.)
 TIPPING_ENV = "../envs/tipping.yaml"
@@ -160,7 +164,7 @@ def policy_spec(wc, round):
     adapter = paths.policy_adapter(
         ROOT, wc.model, wc.defence, wc.testbed, wc.seed, round
     )
-    return P.policy(wc.model, paths.model_dir(ROOT, wc.model), adapter)
+    return pipeline.policy_spec(P, wc.model, paths.model_dir(ROOT, wc.model), adapter)
 
 
 def run_tags(wc, round, condition, split, phase):

@@ -1,6 +1,7 @@
 # Evaluation of the policy of every evolution round (0 = the aligned policy) on the paper's
 # protocol: single = single-test, 6 rounds, window 5; multi = the threshold x reward-set grid.
-# Each condition (treatment and its controls) is its own run folder.
+# Each condition (treatment and its controls) is its own run folder. rollout_episodes (evolve.smk)
+# is this rule on the train split.
 
 
 rule evaluate_policy:
@@ -25,14 +26,14 @@ rule evaluate_policy:
             pipeline.eval_args(P, wc.testbed, wc.seed, wc.condition)
         ),
         decision=lambda wc: P.model_settings[wc.model].decision,
-        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
+        sampling=lambda wc: _args(pipeline.sampling_args(P, wc.model, wc.testbed)),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(
             wc, wc.round, wc.condition, P.eval_split(wc.testbed), "eval"
         ),
         code=code("run", "{testbed}"),
     shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
+        THREADS
+        + "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
         " --decision {params.decision} {params.sampling}"
         " --cache-dir {params.cache} --no-progress {params.tags} --out {params.out} > {log} 2>&1"

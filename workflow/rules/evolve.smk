@@ -3,7 +3,8 @@
 #   -> finetune_policy (LoRA continued from round r-1's adapter) -> adapter of round r.
 
 
-rule rollout_episodes:
+# The evaluation rule run on the train split: policy r-1, the treatment, a rollout seed (same command).
+use rule evaluate_policy as rollout_episodes with:
     input:
         unpack(lambda wc: policy_inputs(wc, prev_round(wc))),
     output:
@@ -14,30 +15,16 @@ rule rollout_episodes:
         paths.benchmark(ROOT, "rollout_episodes", paths.chain_stem())
     wildcard_constraints:
         round=r"[1-9]\d*",
-    conda:
-        TIPPING_ENV
-    threads: P.runtime.threads
     resources:
         **plan_resources("rollout_episodes"),
     params:
-        testbed="{testbed}",
-        out=dirname_of("metrics"),
         policy=lambda wc: policy_spec(wc, prev_round(wc)),
         protocol=lambda wc: _args(
             pipeline.rollout_args(P, wc.testbed, wc.seed, wc.round)
         ),
-        decision=lambda wc: P.model_settings[wc.model].decision,
-        sampling=lambda wc: _args(P.sampling_args(wc.model, wc.testbed)),
-        cache=lambda wc: paths.response_cache(ROOT, wc.model),
         tags=lambda wc: run_tags(
             wc, prev_round(wc), "treatment", P.train_split(wc.testbed), "rollout"
         ),
-        code=code("run", "{testbed}"),
-    shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping run {params.testbed} {params.protocol} --policy {params.policy}"
-        " --decision {params.decision} {params.sampling}"
-        " --cache-dir {params.cache} --no-progress {params.tags} --out {params.out} > {log} 2>&1"
 
 
 rule score_rewards:
@@ -110,6 +97,6 @@ rule finetune_policy:
         schedule=lambda wc: schedule_args(P.evolution.finetune.method, wc),
         code=code("evolve", "finetune"),
     shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping evolve finetune --model {input.model} {params.init} --data {input.data}"
+        THREADS
+        + "python -m tipping evolve finetune --model {input.model} {params.init} --data {input.data}"
         " --method {params.method} --params {input.params} {params.schedule} --out {output} > {log} 2>&1"

@@ -29,18 +29,22 @@ rule population_run:
         **plan_resources("population_run"),
     params:
         out=dirname_of("metrics"),
-        policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
-        protocol=lambda wc: _args(P.population_args(wc.network, wc.agents, wc.fraction)),
+        policy=lambda wc: pipeline.policy_spec(
+            P, wc.model, paths.model_dir(ROOT, wc.model), None
+        ),
+        protocol=lambda wc: _args(
+            pipeline.population_args(P, wc.network, wc.agents, wc.fraction)
+        ),
         placement="{placement}",
         seed="{seed}",
         model="{model}",
         decision=lambda wc: P.model_settings[wc.model].decision,
-        sampling=lambda wc: _args(P.sampling_args(wc.model, "multi")),
+        sampling=lambda wc: _args(pipeline.sampling_args(P, wc.model, "multi")),
         cache=lambda wc: paths.response_cache(ROOT, wc.model),
         code=code("run", "population"),
     shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping run population {params.protocol} --placement {params.placement} --seed {params.seed}"
+        THREADS
+        + "python -m tipping run population {params.protocol} --placement {params.placement} --seed {params.seed}"
         " --policy {params.policy} --decision {params.decision} {params.sampling} --cache-dir {params.cache}"
         " --no-progress --tag model={params.model} --out {params.out} > {log} 2>&1"
 
@@ -58,13 +62,15 @@ rule population_probe:
     resources:
         **plan_resources("population_probe"),
     params:
-        policy=lambda wc: P.policy(wc.model, paths.model_dir(ROOT, wc.model), None),
-        probe=lambda wc: _args(P.population_probe_args()),
-        sampling=lambda wc: _args(P.sampling_args(wc.model, "multi")),
+        policy=lambda wc: pipeline.policy_spec(
+            P, wc.model, paths.model_dir(ROOT, wc.model), None
+        ),
+        probe=lambda wc: _args(pipeline.population_probe_args(P)),
+        sampling=lambda wc: _args(pipeline.sampling_args(P, wc.model, "multi")),
         code=code("population", "probe"),
     shell:
-        "export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}; "
-        "python -m tipping population probe {params.probe} --policy {params.policy} {params.sampling}"
+        THREADS
+        + "python -m tipping population probe {params.probe} --policy {params.policy} {params.sampling}"
         " --no-progress --out {output} > {log} 2>&1"
 
 
