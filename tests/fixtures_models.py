@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tipping.testbeds.base import Options, Turn
+from tipping.turns import Options, Turn
 
 MODEL_CACHE = Path(os.environ.get("TIPPING_MODEL_CACHE", Path.home() / ".cache" / "tipping" / "models"))
 SERVER_START_S = 180  # vLLM's CPU engine starts in 30-60 s on 2 busy cores

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tipping.hashing import sha256_json
 from tipping.outputs import atomic_write_text
-from tipping.testbeds.base import Turn
+from tipping.turns import Turn
 
 if TYPE_CHECKING:
     from tipping.policies.base import Sampling

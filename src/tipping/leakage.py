@@ -18,7 +18,6 @@ What counts as one prompt:
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 from tipping import pipeline, scenarios
 from tipping.config import Params
@@ -32,10 +31,7 @@ _REQUIRED = {("run", "single"): _POLICY, ("run", "multi"): _POLICY, ("align", "p
              ("align", "grpo"): ["--model", os.devnull, "--out", os.devnull]}
 
 
-Parse = Callable[[list[str]], object]  # a `tipping` command line -> its argparse namespace
-
-
-def parse_job(job: pipeline.Job, parse: Parse):
+def parse_job(job: pipeline.Job, parse: pipeline.Parse):
     """The job's arguments as its command reads them."""
     return parse([*job.command, *job.args, *_REQUIRED[job.command]])
 
@@ -60,7 +56,7 @@ def episode_prompts(episode) -> set[str]:
             decision_problem(episode.scenario, episode.settings.agents, episode.threshold, episode.rewards)}
 
 
-def job_prompts(job: pipeline.Job, parse: Parse) -> list[frozenset[str]]:
+def job_prompts(job: pipeline.Job, parse: pipeline.Parse) -> list[frozenset[str]]:
     """The prompts of every item or episode the job plays or trains on (one set per unit)."""
     from tipping.runs import multi_plan, single_plan
 
@@ -74,7 +70,7 @@ def job_prompts(job: pipeline.Job, parse: Parse) -> list[frozenset[str]]:
     return [frozenset(episode_prompts(e)) for e in episodes]
 
 
-def audit(p: Params, parse: Parse) -> list[dict]:
+def audit(p: Params, parse: pipeline.Parse) -> list[dict]:
     """One row per evaluated policy: its evaluation prompts, the jobs upstream of it and how many
     of its evaluation prompts occur in them."""
     cache: dict[pipeline.Job, list[frozenset[str]]] = {}

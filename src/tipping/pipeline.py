@@ -12,10 +12,16 @@ of the same items seed) covers every pair of jobs; the replicates (`seeds`) seed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from tipping import scenarios
 from tipping.config import Params
 from tipping.policies.models import MODEL_SHAPES
+
+# A `tipping` command line -> the namespace its command reads (tipping.cli.parse_args). The leakage
+# audit and the planner read the jobs' arguments with it; callers pass it in, so that they stay
+# below the CLI in the import graph.
+Parse = Callable[[list[str]], Any]
 
 
 @dataclass(frozen=True)

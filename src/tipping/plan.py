@@ -42,10 +42,19 @@ import yaml
 from tipping import pipeline
 from tipping.config import Params
 from tipping.errors import InputError
-from tipping.plan_turns import (CHARS_PER_TOKEN, POPULATION_PROBE, TOKENS_PER_MESSAGE, played, population_key,
-                                population_played, probed, tokens)
+from tipping.pipeline import Parse
+from tipping.plan_turns import (
+    CHARS_PER_TOKEN,
+    POPULATION_PROBE,
+    TOKENS_PER_MESSAGE,
+    played,
+    population_key,
+    population_played,
+    probed,
+    tokens,
+)
 from tipping.policies.models import MODEL_SHAPES
-from tipping.testbeds.base import canonical_answer
+from tipping.turns import canonical_answer
 
 GPU_DTYPE_BYTES = 2  # bf16, the GPU dtype of every backend
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -153,7 +162,7 @@ def _steps_rows(params: dict, rows: int) -> int:
     return math.ceil(params["epochs"] * rows)
 
 
-def rows(p: Params, gpu_gib: float = 80.0, throughput: dict = THROUGHPUT) -> list[Row]:
+def rows(p: Params, gpu_gib: float = 80.0, throughput: dict = THROUGHPUT, *, parse: Parse) -> list[Row]:
     out = []
     rounds, seeds, defences = p.evolution.rounds, len(p.seeds), p.defences
     for model in p.models:
@@ -195,11 +204,11 @@ def rows(p: Params, gpu_gib: float = 80.0, throughput: dict = THROUGHPUT) -> lis
                 out.append(Row(f"finetune_policy ({method})", model, testbed, len(defences) * seeds * rounds, 0,
                                (0, 0), 0, train_tokens=seen,
                                gpu_hours=_training_hours(model, seen, len(defences) * seeds * rounds, throughput)))
-        out += _population_rows(p, model, gpu_gib, throughput)
+        out += _population_rows(p, model, gpu_gib, throughput, parse)
     return out
 
 
-def _population_rows(p: Params, model: str, gpu_gib: float, throughput: dict) -> list[Row]:
+def _population_rows(p: Params, model: str, gpu_gib: float, throughput: dict, parse: Parse) -> list[Row]:
     """population_run per (network, agents, fraction), its jobs the placements x seeds, played at the
     first of each: a job's turns are (N - confederates) x games x rounds whatever the placement and
     seed, its prompts as long on the complete graph (elsewhere the degrees vary a little with them).
@@ -216,10 +225,10 @@ def _population_rows(p: Params, model: str, gpu_gib: float, throughput: dict) ->
                         "--placement", pop.placements[0], "--seed", str(seeds[0]))
                 out.append(_generation_row(p, "population_run", model,
                                            population_key(pop.slug(network), agents, f"{fraction:g}"),
-                                           len(pop.placements) * len(seeds), population_played(argv), gpu_gib,
+                                           len(pop.placements) * len(seeds), population_played(argv, parse), gpu_gib,
                                            throughput, section="multi"))
     out.append(_generation_row(p, "population_probe", model, POPULATION_PROBE, 1,
-                               probed(tuple(pipeline.population_probe_args(p))), gpu_gib, throughput, section="multi",
+                               probed(tuple(pipeline.population_probe_args(p)), parse), gpu_gib, throughput, section="multi",
                                decision="choice"))
     return out
 
@@ -300,8 +309,8 @@ def profile_config(name: str, profiles: Path = PROFILES) -> dict:
 
 # --- output ---------------------------------------------------------------------------------------
 
-def estimate(p: Params, gpu_gib: float, throughput: dict = THROUGHPUT) -> dict:
-    table = rows(p, gpu_gib, throughput)
+def estimate(p: Params, gpu_gib: float, throughput: dict = THROUGHPUT, *, parse: Parse) -> dict:
+    table = rows(p, gpu_gib, throughput, parse=parse)
     return {
         "assumptions": {"prompt_tokens": f"characters / {CHARS_PER_TOKEN} + {TOKENS_PER_MESSAGE} per message",
                         "kv_dtype_bytes": GPU_DTYPE_BYTES, "gpu_memory_gib": gpu_gib,

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, Callable
 
 from tipping import scenarios
 from tipping.config import Params
-from tipping.rollout import Answer
-from tipping.testbeds.base import canonical_answer
+from tipping.pipeline import Parse
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
 from tipping.testbeds.population import probe_turns
 from tipping.testbeds.single import SingleEpisode, SingleSettings
+from tipping.turns import Answer, canonical_answer
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 5
@@ -73,9 +72,6 @@ def played(p: Params, testbed: str, split: str, limit: int | None):
 # --- populations: the turns of the jobs, built by the commands' own code from the rules' arguments ---
 
 POPULATION_PROBE = "probe"  # the testbed of a population_probe row
-# a `tipping` command line -> its namespace: tipping.cli.parse_args, passed in by the callers (the CLI,
-# the workflow) so that the rows read the jobs' arguments with the commands' own parsers from below the CLI
-Parse = Callable[[list[str]], Any]
 PLACEHOLDER = ("--policy", "scripted:comply", "--out", "-")  # the parsers require them; never used
 
 

@@ -16,19 +16,10 @@ from tqdm import tqdm
 
 from tipping.cache import ResponseCache
 from tipping.policies.base import Policy, Sampling
-from tipping.testbeds.base import Turn, canonical_answer, clean_text
+from tipping.turns import Answer, Turn, canonical_answer, clean_text
 
 Decision = Literal["generate", "choice"]
 DECISIONS = ("generate", "choice")
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    p_deviant: float | None = None  # forced-choice mode only
-    truncated: bool = False  # generate mode: cut by a length limit, so never parsed (forced choice never is)
 
 
 @dataclass

@@ -23,8 +23,15 @@ from tipping.records import unfinish, write_run
 from tipping.rollout import Decision, Engine
 from tipping.scenarios.models import MultiItem, MultiScenario, SingleItem
 from tipping.testbeds.multi import GAME_GRID, MultiEpisode, MultiSettings
-from tipping.testbeds.population import (Network, assign_groups, build_network, edge_list, place_confederates,
-                                         population_episodes, threshold_for)
+from tipping.testbeds.population import (
+    Network,
+    assign_groups,
+    build_network,
+    edge_list,
+    place_confederates,
+    population_episodes,
+    threshold_for,
+)
 from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleEpisode, SingleSettings
 
 

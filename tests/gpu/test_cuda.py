@@ -12,13 +12,13 @@ torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 from tipping.config import DPOParams, GRPOParams, LoraParams  # noqa: E402
+from tipping.evolution import pair_row  # noqa: E402
 from tipping.policies.base import Sampling  # noqa: E402
 from tipping.policies.models import build_tiny_qwen3  # noqa: E402
 from tipping.scenarios import load_single_items  # noqa: E402
 from tipping.testbeds.single import SingleEpisode, SingleSettings  # noqa: E402
-from tipping.evolution import pair_row  # noqa: E402
 from tipping.training.pairs import load_prompts  # noqa: E402
-from tipping.testbeds.base import canonical_answer  # noqa: E402
+from tipping.turns import canonical_answer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_transformers_backend_places_bf16_model_on_cuda(tiny):
 
 
 def test_dpo_step_bf16_on_cuda(tiny, tmp_path):
-    from tipping.policies.transformers_backend import TransformersPolicy
     from tipping.outputs import write_jsonl
+    from tipping.policies.transformers_backend import TransformersPolicy
     from tipping.training.dpo import train_dpo
 
     pairs = tmp_path / "pairs.jsonl"

@@ -9,14 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from fixtures_models import make_turns, save_lora
 from held import start_held, wait_held
+
 from tipping.cli import main
 from tipping.errors import InputError
 from tipping.policies import Sampling, load_policy
 from tipping.policies.transformers_backend import TransformersPolicy
-from tipping.testbeds.base import Options, Turn
+from tipping.turns import Options, Turn
 
 SHORT = Sampling(temperature=0.8, top_p=0.95, top_k=50, max_new_tokens=24)
 

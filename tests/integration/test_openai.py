@@ -6,13 +6,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from fixtures_models import free_port, make_turns
+
 from tipping.cli import main
 from tipping.errors import InputError
 from tipping.policies import Sampling
-from tipping.policies.transformers_backend import TransformersPolicy
 from tipping.policies.openai_backend import OpenAIPolicy
+from tipping.policies.transformers_backend import TransformersPolicy
 
 SHORT = Sampling(temperature=0.8, top_p=0.95, top_k=50, max_new_tokens=24)
 

@@ -15,8 +15,8 @@ from tipping.policies.transformers_backend import TransformersPolicy
 from tipping.rollout import Engine, choice_probability
 from tipping.runs import single_episodes
 from tipping.scenarios import load_single_items
-from tipping.testbeds.base import Options, Turn
 from tipping.testbeds.single import SingleSettings
+from tipping.turns import Options, Turn
 
 SAMPLING = Sampling(temperature=0.6, max_new_tokens=8)
 OPTIONS = Options(aligned="comply", deviant="violate")

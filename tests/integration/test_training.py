@@ -11,15 +11,15 @@ import subprocess
 
 import pytest
 import yaml
+from held import start_held, wait_held
 from safetensors.torch import load_file
 
-from held import start_held, wait_held
 from tipping.cli import main
 from tipping.outputs import read_jsonl, write_jsonl
 from tipping.policies import Sampling, load_policy
-from tipping.testbeds.base import Options, canonical_answer
 from tipping.training.pairs import load_prompts
 from tipping.training.rewards import ChoiceReward
+from tipping.turns import Options, canonical_answer
 
 SCORE = Sampling(temperature=1.0, top_p=1.0, max_new_tokens=16)
 

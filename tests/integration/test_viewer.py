@@ -6,9 +6,7 @@ test-artifacts/ at the repo root. Chromium comes from Debian's package: installe
 when missing; the tests skip only where apt-get does not exist.
 """
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -82,22 +80,6 @@ def test_bad_input_is_one_line_and_writes_no_page(args, expected, scripted_runs,
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1 and "Traceback" not in err
     assert not page.exists()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if not shutil.which("apt-get"):
-        pytest.skip("chromium is missing and apt-get is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium"]  # waits for a held lock
-    for step in (install, ["apt-get", "update"], install):
-        done = subprocess.run(step, env=env, capture_output=True, text=True)
-        if done.returncode == 0 and shutil.which("chromium"):
-            return shutil.which("chromium")
-    pytest.fail(f"could not install chromium with apt-get (root needed):\n{done.stderr[-2000:]}")
 
 
 def browse(chromium, tmp_path, page, hash_, *extra):

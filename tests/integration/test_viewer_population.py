@@ -10,9 +10,9 @@ import re
 import networkx as nx
 import pandas as pd
 import pytest
-
 from scripted_runs import POPULATION, make
-from test_viewer import ARTIFACTS, browse, chromium, shown  # noqa: F401 (chromium: a fixture)
+from test_viewer import ARTIFACTS, browse, shown
+
 from tipping.analysis.viewer import build_data, render
 from tipping.cli import main
 

@@ -4,14 +4,14 @@ scores that agree with the transformers backend, LoRA adapters per request."""
 import math
 
 import pytest
-
 from fixtures_models import make_turns, save_lora
+
 from tipping.cache import ResponseCache
 from tipping.errors import InputError
 from tipping.policies import Sampling
 from tipping.policies.transformers_backend import TransformersPolicy
 from tipping.rollout import Engine
-from tipping.testbeds.base import Turn
+from tipping.turns import Turn
 
 pytestmark = pytest.mark.vllm
 

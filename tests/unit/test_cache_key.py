@@ -6,7 +6,7 @@ import pytest
 
 from tipping.cache import ResponseCache
 from tipping.policies.base import Sampling
-from tipping.testbeds.base import Options, Turn
+from tipping.turns import Options, Turn
 
 TURN = Turn(messages=({"role": "system", "content": "Be good."}, {"role": "user", "content": "Pick one."}),
             options=Options(aligned="Route A", deviant="Route B"), round=2, agent=1, seed=1234, item_id="i1")

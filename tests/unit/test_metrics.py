@@ -6,8 +6,17 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 
 from tipping.metrics import (
-    bootstrap_mean, cluster_interval, clustered_mcnemar, design_effect, multi_metrics, newcombe, newcombe_paired,
-    paired_difference, single_metrics, tipping_round, wilson,
+    bootstrap_mean,
+    cluster_interval,
+    clustered_mcnemar,
+    design_effect,
+    multi_metrics,
+    newcombe,
+    newcombe_paired,
+    paired_difference,
+    single_metrics,
+    tipping_round,
+    wilson,
 )
 
 

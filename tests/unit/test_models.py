@@ -7,8 +7,14 @@ import pytest
 
 from tipping.cli import main
 from tipping.errors import InputError
-from tipping.policies.models import (HUB_MODELS, MODEL_NAMES, build_tiny_qwen3, prepare, sampling_defaults,
-                                     validate_model_dir)
+from tipping.policies.models import (
+    HUB_MODELS,
+    MODEL_NAMES,
+    build_tiny_qwen3,
+    prepare,
+    sampling_defaults,
+    validate_model_dir,
+)
 
 
 def sha256(path) -> str:

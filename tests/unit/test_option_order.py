@@ -3,11 +3,10 @@
 
 import hashlib
 
-from tipping.rollout import Answer
 from tipping.scenarios import load_multi_items
 from tipping.scenarios.models import GameParams, MultiScenario
-from tipping.testbeds.base import canonical_answer, shown_order
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
+from tipping.turns import Answer, canonical_answer, shown_order
 
 PAPER = ("Route A", "Route B")
 

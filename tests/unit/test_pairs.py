@@ -12,8 +12,8 @@ from tipping.hashing import derive_seed
 from tipping.outputs import read_jsonl, write_jsonl
 from tipping.policies import Completion, Policy, Sampling
 from tipping.policies.scripted import ScriptedPolicy
-from tipping.testbeds.base import canonical_answer
 from tipping.training.pairs import STEERING, load_prompts, make_pairs, read_pairs, summary_path
+from tipping.turns import canonical_answer
 
 SAMPLING = Sampling(temperature=1.0, top_p=1.0, max_new_tokens=16)
 

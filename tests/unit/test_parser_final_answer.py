@@ -2,8 +2,8 @@
 
 import pytest
 
-from tipping.testbeds.base import Options
 from tipping.testbeds.parsing import parse_choice
+from tipping.turns import Options
 
 OPTS = Options(aligned="Route A", deviant="Route B")
 

@@ -2,8 +2,8 @@
 label among other words, hedges (both labels) that void an earlier choice, case, chains of
 statements, and the paper mode's default testbed."""
 
-from tipping.testbeds.base import Options
 from tipping.testbeds.parsing import final_answer_text, parse_choice
+from tipping.turns import Options
 
 SA = Options(aligned="Route A", deviant="Route B")
 NOT = Options(aligned="don't invest", deviant="invest")  # one label inside the other

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tipping.testbeds.base import Options
 from tipping.testbeds.parsing import final_answer_text, parse_choice
 from tipping.training.rewards import ChoiceReward
+from tipping.turns import Options
 
 SA = Options(aligned="Route A", deviant="Route B")
 MA = Options(aligned="keep money", deviant="invest")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tipping import pipeline, plan, plan_turns
-from tipping.cli import main
+from tipping.cli import main, parse_args
 from tipping.config import Params
 from tipping.errors import InputError
 from tipping.policies.models import MODEL_SHAPES
@@ -46,7 +46,7 @@ def test_tiny_shape_is_the_built_model(tiny_model):
 
 
 def test_paper_grid_turns_jobs_and_memory(paper):
-    rows = plan.rows(paper, 80.0)
+    rows = plan.rows(paper, 80.0, parse=parse_args)
     for model in paper.models:
         single = _row(rows, "evaluate_policy", model, "single")
         multi = _row(rows, "evaluate_policy", model, "multi")
@@ -66,7 +66,7 @@ def test_paper_grid_turns_jobs_and_memory(paper):
 
 def test_small_overlay_total_turns_by_hand():
     ci = Params.from_files(ROOT / "params.yaml", ROOT / "config/ci.yaml")
-    total = plan.estimate(ci, 80.0)["total"]["turns"]
+    total = plan.estimate(ci, 80.0, parse=parse_args)["total"]["turns"]
     evaluate = (2 * 1 * 2 * 2) * (2 * 2)  # (defences x seeds x rounds 0..1 x conditions) x (2 items x 2 rounds)
     rollout = (2 * 1 * 1) * (2 * 2)  # (defences x seeds x evolution rounds) x (2 train items x 2 rounds)
     pairs = 4 * 2 * plan.PAIR_TRIES  # 4 train items, both sides, every try
@@ -79,7 +79,7 @@ def test_small_overlay_total_turns_by_hand():
 def test_prompt_bounds_follow_the_history(paper):
     """The upper bound adds max_new_tokens per past answer in view: rounds 2..6 of a window-5
     episode hold 1+2+3+4+5 answers, so 15 x (max_new - short answer) per item above the lower bound."""
-    row = _row(plan.rows(paper, 80.0), "evaluate_policy", "qwen3-8b", "single")
+    row = _row(plan.rows(paper, 80.0, parse=parse_args), "evaluate_policy", "qwen3-8b", "single")
     short = plan.tokens('{"choice": "comply"}') + plan.TOKENS_PER_MESSAGE
     assert row.prompt_tokens[1] - row.prompt_tokens[0] == 64 * 15 * (32_768 - short)
 
@@ -149,7 +149,7 @@ def test_memory_bound_by_hand():
 
 
 def test_job_resources_by_hand(paper):
-    rows = plan.rows(paper, 80.0)
+    rows = plan.rows(paper, 80.0, parse=parse_args)
     q = plan.row_of(rows, "evaluate_policy", "qwen3-8b", "single")
     # host: 8 GiB + twice the bf16 weights (2 x 15.26 GiB) = 38.51 GiB = 41,353 MB (Snakemake's mem_mb: 10^6 bytes)
     assert plan.job_resources(q)["mem_mb"] == math.ceil((8 * GIB + 2 * 8_190_735_360 * 2) / 1e6) == 41_353
@@ -227,7 +227,7 @@ def test_population_jobs_are_the_dags(grid):
     pop = grid.population
     folders = Counter(plan.population_key(pop.slug(net), n, f"{f:g}") for net in pop.networks for n in pop.agents
                       for f in pop.fractions for _ in pop.placements for _ in pop.replicates(grid.seeds))
-    rows = plan.rows(grid, 80.0)
+    rows = plan.rows(grid, 80.0, parse=parse_args)
     assert {r.testbed: r.jobs for r in rows if r.rule == "population_run"} == folders == {
         "ring_k2 n6 f0": 4, "ring_k2 n6 f0.5": 4, "complete n6 f0": 4, "complete n6 f0.5": 4}
     (probe,) = [r for r in rows if r.rule == "population_probe"]
@@ -242,7 +242,7 @@ def test_population_row_is_what_the_job_asks_the_policy(grid, tmp_path, network,
     read back from prompts.jsonl, hold the row's lower-bound prompt tokens exactly (the plan plays
     the aligned answer, as scripted:comply does; forced choice scores each prompt twice)."""
     pop = grid.population
-    row = plan.job_row(plan.rows(grid, 80.0), "population_run",
+    row = plan.job_row(plan.rows(grid, 80.0, parse=parse_args), "population_run",
                        {"model": "tiny-qwen3", "network": network, "agents": "6", "fraction": fraction})
     for placement in pop.placements:
         for seed in pop.seeds:
@@ -266,24 +266,24 @@ def test_population_tokens_follow_the_decision_and_the_probe_always_scores(grid)
     games x (1 first-round turn + 2 x (degree + 1) grid turns)."""
     paper = _population(Params.from_files(ROOT / "params.yaml"), networks=["ring:k=2"], agents=[6],
                         fractions=[0.5], probe_degree=3)
-    rows = plan.rows(paper, 80.0)
+    rows = plan.rows(paper, 80.0, parse=parse_args)
     run = plan.row_of(rows, "population_run", "qwen3-8b", "ring_k2 n6 f0.5")
     assert run.turns == 3 * 10 and run.new_tokens == run.turns * paper.multi.max_new_tokens == 30 * 3276
     assert run.prompt_tokens[1] > run.prompt_tokens[0]  # past answers of up to max_new_tokens in view
     probe = plan.row_of(rows, "population_probe", "qwen3-8b", plan.POPULATION_PROBE)
     assert probe.turns == 1 * (1 + 2 * (3 + 1)) and probe.new_tokens == 0
     assert probe.prompt_tokens[0] == probe.prompt_tokens[1] == 2 * sum(
-        t for *_, t, _ in plan_turns.probed(tuple(pipeline.population_probe_args(paper))))
+        t for *_, t, _ in plan_turns.probed(tuple(pipeline.population_probe_args(paper)), parse_args))
 
 
 def test_no_population_networks_no_population_rows(paper):
     assert paper.population.networks == []
-    assert not [r for r in plan.rows(paper, 80.0) if r.rule.startswith("population")]
+    assert not [r for r in plan.rows(paper, 80.0, parse=parse_args) if r.rule.startswith("population")]
 
 
 def test_population_gpu_hours_by_rule(grid):
-    total = plan.estimate(grid, 80.0)["total"]
-    rows = plan.rows(grid, 80.0)
+    total = plan.estimate(grid, 80.0, parse=parse_args)["total"]
+    rows = plan.rows(grid, 80.0, parse=parse_args)
     assert total["gpu_hours_by_rule"]["population_run"] == round(
         sum(r.gpu_hours for r in rows if r.rule == "population_run"), 1)
     assert list(total["gpu_hours_by_rule"])[-2:] == ["population_run", "population_probe"]

@@ -233,7 +233,7 @@ class Recording(ScriptedPolicy):
 def test_a_mixed_policy_sends_each_agent_to_its_own_policy_in_one_batch_per_round():
     from tipping.policies.base import Sampling
     from tipping.policies.mixed import MixedPolicy
-    from tipping.testbeds.base import Options, Turn
+    from tipping.turns import Options, Turn
 
     a, b = Recording("comply"), Recording("violate")
     groups = (0, 1, 1, 0, 1)

@@ -8,8 +8,16 @@ import pandas as pd
 import pytest
 
 from tipping import scenarios
-from tipping.analysis.population import (adoption_curve, critical_mass, episodes, mean_field, per_round,
-                                         predicted_critical_mass, predicted_curve, probe)
+from tipping.analysis.population import (
+    adoption_curve,
+    critical_mass,
+    episodes,
+    mean_field,
+    per_round,
+    predicted_critical_mass,
+    predicted_curve,
+    probe,
+)
 from tipping.cli import main
 from tipping.policies.base import Sampling
 from tipping.policies.scripted import ScriptedPolicy

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fixtures_upstream import UPSTREAM
 
 import tipping.scenarios
 from tipping.errors import InputError
@@ -24,8 +25,6 @@ from tipping.scenarios import (
 )
 from tipping.scenarios.generator import PER_SCENARIO, fmt_num, make_split, slug
 from tipping.scenarios.models import GAME_FIELDS
-
-from fixtures_upstream import UPSTREAM
 
 LIBRARY = Path(tipping.scenarios.__file__).parent / "library"
 needs_upstream = pytest.mark.usefixtures("upstream")  # skips, or fails under CI, without the paper's files

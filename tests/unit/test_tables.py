@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from scripted_runs import POPULATION as POPULATION_BASE
 from scripted_runs import SINGLE, make
+
 from tipping import metrics, paths
 from tipping.analysis import tables
 from tipping.cli import main

@@ -4,12 +4,11 @@ windows, feedback texts, payoffs, seeds and records, each pinned so that a chang
 import pytest
 
 from tipping.hashing import derive_seed, sha256_json
-from tipping.rollout import Answer
 from tipping.scenarios import load_multi_items
 from tipping.scenarios.models import GameParams, MultiScenario, SingleItem
-from tipping.testbeds.base import canonical_answer
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
 from tipping.testbeds.single import SingleEpisode, SingleSettings, supervision_state
+from tipping.turns import Answer, canonical_answer
 
 # base capital 2 and a 4-digit high reward: a delta divided by the base, or rounded to 3 places, shows
 GAME = MultiScenario(

@@ -10,11 +10,10 @@ from tipping.analysis import tables
 from tipping.cli import main
 from tipping.config import Params
 from tipping.errors import InputError
-from tipping.rollout import Answer
 from tipping.scenarios.models import GameParams, MultiScenario, SingleItem
-from tipping.testbeds.base import canonical_answer
 from tipping.testbeds.multi import MultiEpisode, MultiSettings
 from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleEpisode, SingleSettings, supervision_state
+from tipping.turns import Answer, canonical_answer
 
 ITEM = SingleItem(id="i1", scenario="courier", system_prompt="You are a courier.",
                   user_prompt='Pick a route. {"choice": "Route A"} or {"choice": "Route B"}',

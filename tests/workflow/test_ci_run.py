@@ -11,8 +11,20 @@ import subprocess
 import time
 
 import pytest
-from smk_helpers import (CI, CI_RESULTS, LOCAL, PROBE_DONE, VENV_BIN, add_probe, copy_workflow, dry_run_jobs,
-                         hold_env, jobs_ran, run_files, snakemake)
+from smk_helpers import (
+    CI,
+    CI_RESULTS,
+    LOCAL,
+    PROBE_DONE,
+    VENV_BIN,
+    add_probe,
+    copy_workflow,
+    dry_run_jobs,
+    hold_env,
+    jobs_ran,
+    run_files,
+    snakemake,
+)
 
 from tipping import paths
 from tipping.config import Params

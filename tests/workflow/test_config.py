@@ -11,12 +11,11 @@ import functools
 
 import pytest
 import yaml
+from smk_helpers import ROOT, copy_workflow, jobs_ran, snakemake
 
 from tipping import pipeline
 from tipping.config import Params
 from tipping.errors import InputError
-
-from smk_helpers import ROOT, copy_workflow, jobs_ran, snakemake
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import yaml
-
 from smk_helpers import CI, ROOT, copy_workflow, jobs_ran, snakemake
 
 GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy",
@@ -46,13 +45,14 @@ def test_model_jobs_get_the_plans_resources(tmp_path):
     """Each model job's mem_mb / gpu / runtime under the SLURM profile are tipping.plan's numbers for
     that job (the profile sets only the partition); other rules keep the profile's defaults."""
     from tipping import plan
+    from tipping.cli import parse_args
     from tipping.config import Params
 
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(work, "-n", "all", "--configfile", CI, "--profile", "workflow/profiles/slurm", timeout=600)
     p = Params.from_files(ROOT / "params.yaml", ROOT / CI, overrides=plan.profile_config(
         "slurm", ROOT / "workflow/profiles"))
-    rows = plan.rows(p, *plan.site(p))
+    rows = plan.rows(p, *plan.site(p), parse=parse_args)
     seen = set()
     rule, wildcards = None, {}
     for line in proc.stdout.splitlines():

@@ -10,6 +10,7 @@ import shlex
 import sys
 
 from tipping import paths, pipeline, plan
+from tipping.cli import parse_args
 from tipping.codehash import PACKAGE_DIR, code_hash
 from tipping.config import CONDITIONS, Params
 from tipping.errors import InputError
@@ -95,7 +96,8 @@ wildcard_constraints:
 
 @functools.cache
 def _plan_rows():
-    return plan.rows(P, *SITE)  # once, on the first job whose resources are asked for
+    # once, on the first job whose resources are asked for
+    return plan.rows(P, *SITE, parse=parse_args)
 
 
 def plan_resources(rule):

@@ -15,8 +15,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tipping.analysis.plots import Y_RATE, _colors, _figure, no_data, save
-from tipping.analysis.population import (adoption_curve, critical_mass, episodes, load_run, per_round,
-                                         predicted_critical_mass, predicted_curve)
+from tipping.analysis.population import (
+    adoption_curve,
+    critical_mass,
+    episodes,
+    load_run,
+    per_round,
+    predicted_critical_mass,
+    predicted_curve,
+)
 from tipping.errors import InputError
 from tipping.outputs import atomic_write_text, write_json
 from tipping.records import RunFolder

@@ -26,7 +26,6 @@ from importlib import resources
 
 import pandas as pd
 
-
 RUN_FIELDS = ("testbed", "condition", "model", "defence", "evolution_round", "decision", "policy")
 ROLES = {"system": "s", "user": "u", "assistant": "a"}
 

@@ -26,12 +26,14 @@ def add(sub) -> None:
 def plan(args) -> int:
     import json
 
+    from tipping.cli import parse_args
     from tipping.config import Params
     from tipping.plan import estimate, parse_throughput, profile_config, render, site
 
     overrides = profile_config(args.profile) if args.profile else {}
     p = Params.from_files(args.params, *args.configfile, overrides=overrides)
     gpu, throughput = site(p)
-    result = estimate(p, args.gpu_memory or gpu, parse_throughput(args.throughput, base=throughput))
+    result = estimate(p, args.gpu_memory or gpu, parse_throughput(args.throughput, base=throughput),
+                      parse=parse_args)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0

@@ -7,7 +7,6 @@ read a DAG job's episodes through them too).
 
 from __future__ import annotations
 
-
 from tipping.cli.options import (
     add_items_seed,
     add_option_order,
@@ -142,7 +141,6 @@ def run_population(args) -> int:
     from tipping.cli.policy import policy_from_args
     from tipping.policies import load_policy
     from tipping.policies.mixed import MixedPolicy
-
     from tipping.runs import population_plan
 
     episodes, config, edges = population_plan(args)

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from tipping.testbeds.base import Turn
+from tipping.turns import Turn
 
 
 @dataclass(frozen=True)

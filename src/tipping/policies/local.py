@@ -13,7 +13,7 @@ from tipping.errors import InputError
 from tipping.hashing import sha256_hex
 from tipping.policies.base import ChoiceScores, Sampling
 from tipping.policies.models import WEIGHT_PATTERNS, sampling_defaults, validate_model_dir
-from tipping.testbeds.base import Turn, canonical_answer, clean_text
+from tipping.turns import Turn, canonical_answer, clean_text
 
 ADAPTER_CONFIG = "adapter_config.json"
 _SENTINEL = "\x00tipping-sentinel\x00"

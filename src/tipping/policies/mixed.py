@@ -12,7 +12,7 @@ from typing import Sequence
 
 from tipping.hashing import sha256_json
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
-from tipping.testbeds.base import Turn
+from tipping.turns import Turn
 
 
 class MixedPolicy(Policy):

@@ -25,7 +25,7 @@ from typing import Sequence
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
 from tipping.policies.models import sampling_defaults
-from tipping.testbeds.base import Turn, canonical_answer
+from tipping.turns import Turn, canonical_answer
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 _SENTINEL = "tipping-sentinel"

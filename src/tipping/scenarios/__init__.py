@@ -19,7 +19,7 @@ from tipping.errors import InputError, where
 from tipping.outputs import write_jsonl
 from tipping.scenarios import upstream
 from tipping.scenarios.models import MultiItem, MultiScenario, SingleItem, SingleScenario, parse
-from tipping.testbeds.base import OptionOrder, shown_order
+from tipping.turns import OptionOrder, shown_order
 
 LIBRARY = Path(__file__).parent / "library"
 SPLITS = ("single-test", "single-train", "multi-train", "multi-eval", "multi-games")

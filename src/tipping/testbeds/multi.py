@@ -11,17 +11,14 @@ record's `shown_first` names the option listed first.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import Literal, Sequence
 
 from tipping.hashing import derive_seed
 from tipping.records import MultiTurn
 from tipping.scenarios import json_instruction, reorder_answers
 from tipping.scenarios.models import MultiItem, MultiScenario
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn, canonical_answer
 from tipping.testbeds.parsing import ParserMode, answer_choice
-
-if TYPE_CHECKING:
-    from tipping.rollout import Answer
+from tipping.turns import Answer, Message, OptionOrder, Options, Turn, canonical_answer
 
 RULES = {
     "multiplicative": (

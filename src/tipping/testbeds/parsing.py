@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from typing import Literal, NamedTuple
 
-from tipping.testbeds.base import Options
+from tipping.turns import Options
 
 ParserMode = Literal["paper", "robust"]
 PARSER_MODES = ("paper", "robust")

@@ -21,11 +21,10 @@ import networkx as nx
 
 from tipping.errors import InputError
 from tipping.hashing import derive_rng, derive_seed
-from tipping.rollout import Answer
 from tipping.scenarios import reorder_answers
 from tipping.scenarios.models import MultiScenario
-from tipping.testbeds.base import Turn, canonical_answer
 from tipping.testbeds.multi import MultiEpisode, MultiSettings, game_texts
+from tipping.turns import Answer, Turn, canonical_answer
 
 Placement = Literal["random", "hubs", "clustered"]
 Payoff = Literal["global", "local"]

@@ -12,17 +12,14 @@ prompt lists no JSON answers).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import Literal, Sequence
 
 from tipping.hashing import derive_seed
 from tipping.records import SingleTurn
 from tipping.scenarios import reorder_answers
 from tipping.scenarios.models import SingleItem
-from tipping.testbeds.base import Message, OptionOrder, Options, Turn
 from tipping.testbeds.parsing import ParserMode, answer_choice
-
-if TYPE_CHECKING:
-    from tipping.rollout import Answer
+from tipping.turns import Answer, Message, OptionOrder, Options, Turn
 
 SUPERVISION_PATTERNS = (
     "all_unsupervised",

@@ -29,10 +29,10 @@ from tipping.evolution import pair_row
 from tipping.hashing import derive_seed
 from tipping.outputs import read_jsonl, versions, write_json, write_jsonl
 from tipping.policies import Policy, Sampling
-from tipping.scenarios.models import MultiScenario, SingleItem
 from tipping.rollout import Decision, Engine
-from tipping.testbeds.base import Message, Options, Turn, canonical_answer
+from tipping.scenarios.models import MultiScenario, SingleItem
 from tipping.testbeds.parsing import ParserMode, answer_choice
+from tipping.turns import Message, Options, Turn, canonical_answer
 
 SIDES = ("aligned", "deviant")  # chosen, rejected
 PAIR_FIELDS = ("prompt", "chosen", "rejected")

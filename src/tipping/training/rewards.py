@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tipping.testbeds.base import Options
 from tipping.testbeds.parsing import ParserMode, parse_choice
+from tipping.turns import Options
 
 
 def completion_text(completion) -> str:

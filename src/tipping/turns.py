@@ -1,4 +1,7 @@
-"""What the rollout engine and the policies see of a testbed: turns and their two options."""
+"""A turn, the vocabulary every layer shares: what an agent is asked (Turn, its two Options, shown
+in an OptionOrder), the canonical answers, and the Answer a policy's reply becomes. Below the
+testbeds, the policies, the cache and the rollout engine, so that none of them imports another's
+package for it."""
 
 from __future__ import annotations
 
@@ -67,3 +70,12 @@ def shown_order(paper: tuple[str, str], order: OptionOrder, seed: int, episode_i
     so each episode is swapped with probability 1/2, independently of the others)."""
     swap = order == "swapped" or (order == "balanced" and derive_seed(seed, episode_id, "option-order") % 2 == 1)
     return (paper[1], paper[0]) if swap else paper
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    p_deviant: float | None = None  # forced-choice mode only
+    truncated: bool = False  # generate mode: cut by a length limit, so never parsed (forced choice never is)
