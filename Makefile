@@ -31,7 +31,7 @@ services:
 	bash scripts/slurm/start.sh
 
 # two xdist workers: half the suite's wall time is spent waiting on subprocesses (tests/conftest.py)
-test: setup services
+test: setup services lint
 	$(PY) -m pytest -q -n 2
 
 test-fast: setup
@@ -63,10 +63,17 @@ demo: setup
 	echo "  figures: $$(ls results/demo/figures/*.png | tr '\n' ' ')" && \
 	echo "  tables:  results/demo/tables/ (rates.md, effects.md, tipping_rounds.md, paper_comparison.md)"
 
-# Snakemake's linter over the paper DAG and the overlays (fails on any lint), snakefmt over the
-# rules, the paper DAG's dry run (validates params.yaml; no model is loaded), and the held-out
-# audit of every config.
+# ruff (lint + format) over the Python, mypy over the typed core (the params schema, the record
+# types, the turn vocabulary, the testbeds, hashing), the import contracts (pyproject.toml
+# [tool.importlinter]: the CLI on top, no cycle), Snakemake's linter over the paper DAG and the
+# overlays (fails on any lint), snakefmt over the rules, the paper DAG's dry run (validates
+# params.yaml; no model is loaded), and the held-out audit of every config. `make test` runs it first.
+MYPY_TARGETS := src/tipping/config.py src/tipping/records.py src/tipping/turns.py src/tipping/hashing.py src/tipping/testbeds
 lint: setup
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . > /dev/null && echo "ruff: clean (lint and format)"
+	@$(VENV)/bin/mypy $(MYPY_TARGETS) > /tmp/tipping-mypy.log || { cat /tmp/tipping-mypy.log; exit 1; }; echo "mypy: clean"
+	@$(VENV)/bin/lint-imports > /tmp/tipping-imports.log || { cat /tmp/tipping-imports.log; exit 1; }; \
+	  echo "import contracts: kept (CLI on top, no cycle)"
 	@$(VENV)/bin/snakefmt --check Snakefile workflow/ tests/workflow/overlay/ && echo "snakefmt: clean"
 	@for cfg in "" "--configfile config/study.yaml" "--configfile config/demo.yaml" "--configfile config/ci.yaml"; do \
 	  out=$$($(VENV)/bin/snakemake --lint $$cfg 2>&1); \

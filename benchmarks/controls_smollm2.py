@@ -47,25 +47,58 @@ def main() -> None:
 
     run(["model", "prepare", "smollm2-135m-instruct", "--out", args.model])
     for name, extra in RUNS.items():
-        run(["run", "single", "--items", "single-test", "--limit", str(args.items), "--rounds", str(args.rounds),
-             "--decision", "choice", "--temperature", "1.0", "--seed", str(args.seed),
-             "--policy", f"transformers:{args.model}", "--cache-dir", str(work / "cache"), "--no-progress",
-             *extra, "--out", str(work / name)])
+        run(
+            [
+                "run",
+                "single",
+                "--items",
+                "single-test",
+                "--limit",
+                str(args.items),
+                "--rounds",
+                str(args.rounds),
+                "--decision",
+                "choice",
+                "--temperature",
+                "1.0",
+                "--seed",
+                str(args.seed),
+                "--policy",
+                f"transformers:{args.model}",
+                "--cache-dir",
+                str(work / "cache"),
+                "--no-progress",
+                *extra,
+                "--out",
+                str(work / name),
+            ]
+        )
     for control in CONTROLS:
         run(["compare", str(work / "treatment"), str(work / control), "--out", str(work / f"effect-{control}")])
 
     rates = {name: json.loads((work / name / "metrics.json").read_text()) for name in RUNS}
-    effects = {c: {row["round"]: row for row in json.loads((work / f"effect-{c}" / "effect.json").read_text())[
-        "rounds"]} for c in CONTROLS}
-    print(f"SmolLM2-135M-Instruct, single-test first {args.items} items, {args.rounds} rounds, choice mode, "
-          f"T = 1, seed {args.seed}")
-    print("round | mean P(violate): treatment no_feedback all_supervised | violation rate: same order | "
-          "treatment - no_feedback [95% CI] | treatment - all_supervised [95% CI]")
+    effects = {
+        c: {row["round"]: row for row in json.loads((work / f"effect-{c}" / "effect.json").read_text())["rounds"]}
+        for c in CONTROLS
+    }
+    print(
+        f"SmolLM2-135M-Instruct, single-test first {args.items} items, {args.rounds} rounds, choice mode, "
+        f"T = 1, seed {args.seed}"
+    )
+    print(
+        "round | mean P(violate): treatment no_feedback all_supervised | violation rate: same order | "
+        "treatment - no_feedback [95% CI] | treatment - all_supervised [95% CI]"
+    )
     for i, r in enumerate(rates["treatment"]["rounds"]):
-        cells = [f"{r:5d}", " ".join(f"{rates[n]['mean_p_deviant'][i]:.2f}" for n in RUNS),
-                 " ".join(f"{rates[n]['violation_rate'][i]:.2f}" for n in RUNS)]
-        cells += [f"{e['difference']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]"
-                  for e in (effects[c][r] for c in CONTROLS)]
+        cells = [
+            f"{r:5d}",
+            " ".join(f"{rates[n]['mean_p_deviant'][i]:.2f}" for n in RUNS),
+            " ".join(f"{rates[n]['violation_rate'][i]:.2f}" for n in RUNS),
+        ]
+        cells += [
+            f"{e['difference']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]"
+            for e in (effects[c][r] for c in CONTROLS)
+        ]
         print(" | ".join(cells))
 
 

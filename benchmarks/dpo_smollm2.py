@@ -41,14 +41,40 @@ def spread(items: list, n: int) -> list:
 
 
 def evaluate(policy: str, items: Path, out: Path, args) -> dict:
-    run(["run", "single", "--items", str(items), "--rounds", str(args.rounds), "--decision", "choice",
-         "--temperature", "1.0", "--policy", policy, "--seed", str(args.seed), "--no-progress", "--out", str(out)])
+    run(
+        [
+            "run",
+            "single",
+            "--items",
+            str(items),
+            "--rounds",
+            str(args.rounds),
+            "--decision",
+            "choice",
+            "--temperature",
+            "1.0",
+            "--policy",
+            policy,
+            "--seed",
+            str(args.seed),
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     records = read_jsonl(out / "records.jsonl")
     k, n = sum(bool(r["deviant"]) for r in records if r["valid"]), sum(r["valid"] for r in records)
     low, high = metrics.wilson(k, n)
     mean_p, p_low, p_high = metrics.bootstrap_mean(r["p_deviant"] for r in records)
-    return {"violation_rate": k / n, "ci": [low, high], "k": k, "n": n, "mean_p_violate": mean_p,
-            "mean_p_ci": [p_low, p_high], "p_round1": [r["p_deviant"] for r in records if r["round"] == 1]}
+    return {
+        "violation_rate": k / n,
+        "ci": [low, high],
+        "k": k,
+        "n": n,
+        "mean_p_violate": mean_p,
+        "mean_p_ci": [p_low, p_high],
+        "p_round1": [r["p_deviant"] for r in records if r["round"] == 1],
+    }
 
 
 def main() -> None:
@@ -71,15 +97,40 @@ def main() -> None:
     t = time.perf_counter()
     policy = load_policy(f"transformers:{model}")
     prompts = spread(load_prompts("single-train", seed=args.seed), args.pairs)
-    make_pairs(prompts, policy, decision="choice", sampling=policy.default_sampling, out=work / "pairs.jsonl",
-               seed=args.seed, config={"items": f"single-train, {len(prompts)} spread over the jobs"})
+    make_pairs(
+        prompts,
+        policy,
+        decision="choice",
+        sampling=policy.default_sampling,
+        out=work / "pairs.jsonl",
+        seed=args.seed,
+        config={"items": f"single-train, {len(prompts)} spread over the jobs"},
+    )
     policy.close()
     wall["pairs_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     adapter = work / "adapter"
-    run(["align", "dpo", "--model", model, "--pairs", str(work / "pairs.jsonl"), "--out", str(adapter),
-         "--epochs", str(args.epochs), "--lr", str(args.lr), "--seed", str(args.seed), "--save-steps", "0"])
+    run(
+        [
+            "align",
+            "dpo",
+            "--model",
+            model,
+            "--pairs",
+            str(work / "pairs.jsonl"),
+            "--out",
+            str(adapter),
+            "--epochs",
+            str(args.epochs),
+            "--lr",
+            str(args.lr),
+            "--seed",
+            str(args.seed),
+            "--save-steps",
+            "0",
+        ]
+    )
     wall["dpo_s"] = time.perf_counter() - t
     log = [r for r in read_jsonl(adapter / "train_log.jsonl") if "loss" in r]
 
@@ -95,17 +146,30 @@ def main() -> None:
     diff, d_low, d_high = metrics.newcombe(dpo["k"], dpo["n"], base["k"], base["n"])
     paired = [a - b for a, b in zip(dpo.pop("p_round1"), base.pop("p_round1"))]
     p_diff, p_low, p_high = metrics.bootstrap_mean(paired)
-    print(json.dumps({
-        "model": "smollm2-135m-instruct", "device": "cpu",
-        "train": {"pairs": len(prompts), "epochs": args.epochs, "lr": args.lr, "steps": log[-1]["step"],
-                  "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"],
-                  "last_reward_margin": log[-1]["rewards/margins"]},
-        "eval": {"items": args.test_items, "rounds": args.rounds, "decision": "choice", "temperature": 1.0},
-        "base": base, "dpo": dpo,
-        "violation_rate_difference": {"dpo_minus_base": diff, "ci": [d_low, d_high]},
-        "paired_round1_p_violate_difference": {"mean": p_diff, "ci": [p_low, p_high], "n": len(paired)},
-        "wall_s": {k: round(v, 1) for k, v in wall.items()},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": "smollm2-135m-instruct",
+                "device": "cpu",
+                "train": {
+                    "pairs": len(prompts),
+                    "epochs": args.epochs,
+                    "lr": args.lr,
+                    "steps": log[-1]["step"],
+                    "first_loss": log[0]["loss"],
+                    "last_loss": log[-1]["loss"],
+                    "last_reward_margin": log[-1]["rewards/margins"],
+                },
+                "eval": {"items": args.test_items, "rounds": args.rounds, "decision": "choice", "temperature": 1.0},
+                "base": base,
+                "dpo": dpo,
+                "violation_rate_difference": {"dpo_minus_base": diff, "ci": [d_low, d_high]},
+                "paired_round1_p_violate_difference": {"mean": p_diff, "ci": [p_low, p_high], "n": len(paired)},
+                "wall_s": {k: round(v, 1) for k, v in wall.items()},
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

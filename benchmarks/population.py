@@ -42,10 +42,32 @@ def one(model: str, network: str, agents: int, rounds: int, batch_size: int) -> 
     from tipping.rollout import Engine
 
     path = prepare(model, MODEL_CACHE / model)
-    args = build_parser().parse_args([
-        "run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
-        "--agents", str(agents), "--network", network, "--confederates", str(agents // 8), "--rounds", str(rounds),
-        "--policy", f"transformers:{path}", "--decision", "choice", "--out", "unused"])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "population",
+            "--scenarios",
+            "multi-games",
+            "--limit",
+            "1",
+            "--threshold-fractions",
+            "0.5",
+            "--agents",
+            str(agents),
+            "--network",
+            network,
+            "--confederates",
+            str(agents // 8),
+            "--rounds",
+            str(rounds),
+            "--policy",
+            f"transformers:{path}",
+            "--decision",
+            "choice",
+            "--out",
+            "unused",
+        ]
+    )
     episodes, _, _ = population_plan(args)
     policy = load_policy(args.policy)
     engine = Engine(policy, "choice", policy.default_sampling, cache=None, batch_size=batch_size, progress=False)
@@ -54,9 +76,17 @@ def one(model: str, network: str, agents: int, rounds: int, batch_size: int) -> 
     wall = time.perf_counter() - started
     policy.close()
     s = engine.stats
-    return {"model": model, "network": network, "agents": agents, "rounds": rounds, "turns": s.turns,
-            "s_per_round": round(wall / rounds, 3), "turns_per_s": round(s.turns / wall, 2),
-            "prompt_tokens_per_turn": round(s.prompt_tokens / max(1, s.turns), 1), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "model": model,
+        "network": network,
+        "agents": agents,
+        "rounds": rounds,
+        "turns": s.turns,
+        "s_per_round": round(wall / rounds, 3),
+        "turns_per_s": round(s.turns / wall, 2),
+        "prompt_tokens_per_turn": round(s.prompt_tokens / max(1, s.turns), 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def slope(rows: list[dict]) -> float | None:
@@ -90,20 +120,45 @@ def main() -> None:
             for n in map(int, args.sizes.split(",")):
                 row = {"model": model, "network": network, "agents": n}
                 if network == "complete" and n > args.complete_max:
-                    rows.append({**row, "skipped": f"complete graph above --complete-max {args.complete_max}: "
-                                                   "its peers lines outgrow the context"})
+                    rows.append(
+                        {
+                            **row,
+                            "skipped": f"complete graph above --complete-max {args.complete_max}: "
+                            "its peers lines outgrow the context",
+                        }
+                    )
                     continue
                 try:
-                    done = subprocess.run([sys.executable, __file__, "--one", model, network, str(n), "--rounds",
-                                           str(args.rounds), "--batch-size", str(args.batch_size)],
-                                          capture_output=True, text=True, timeout=args.timeout)
-                    rows.append(json.loads(done.stdout.splitlines()[-1]) if done.returncode == 0
-                                else {**row, "failed": done.stderr.strip().splitlines()[-1:]})
+                    done = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--one",
+                            model,
+                            network,
+                            str(n),
+                            "--rounds",
+                            str(args.rounds),
+                            "--batch-size",
+                            str(args.batch_size),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=args.timeout,
+                    )
+                    rows.append(
+                        json.loads(done.stdout.splitlines()[-1])
+                        if done.returncode == 0
+                        else {**row, "failed": done.stderr.strip().splitlines()[-1:]}
+                    )
                 except subprocess.TimeoutExpired:
                     rows.append({**row, "skipped": f"over --timeout {args.timeout} s"})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    slopes = {f"{m} {net}": slope([r for r in rows if r["model"] == m and r["network"] == net])
-              for m in args.models.split(",") for net in networks}
+    slopes = {
+        f"{m} {net}": slope([r for r in rows if r["model"] == m and r["network"] == net])
+        for m in args.models.split(",")
+        for net in networks
+    }
     print(json.dumps({"rows": rows, "slope_log_time_per_round_vs_log_turns": slopes}, indent=2))
 
 

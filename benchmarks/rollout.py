@@ -58,8 +58,9 @@ def episodes(args, rounds: int | None = None):
         items = scenarios.load_single_items("single-test")[: args.items]
         return single_episodes(items, SingleSettings(rounds=rounds or args.rounds, window=5), seed=0)
     games = scenarios.load_multi_games("multi-games")[: args.games]
-    return multi_episodes(games, THRESHOLDS, REWARD_SETS[: args.reward_sets],
-                          MultiSettings(rounds=rounds or args.rounds), seed=0)
+    return multi_episodes(
+        games, THRESHOLDS, REWARD_SETS[: args.reward_sets], MultiSettings(rounds=rounds or args.rounds), seed=0
+    )
 
 
 def play(policy, args, sampling, batch_size: int, rounds: int | None = None) -> tuple[list[dict], float, float]:
@@ -72,6 +73,7 @@ def play(policy, args, sampling, batch_size: int, rounds: int | None = None) -> 
 
 def compare(fast: list[dict], base: list[dict], decision: str) -> dict:
     """The policy id names the prefill (chunked or not), so it is left out of the comparison."""
+
     def strip(r):
         return {k: v for k, v in r.items() if k != "policy"}
 
@@ -117,18 +119,38 @@ def main() -> None:
     if args.backend == "vllm":
         base_policy.llm.reset_prefix_cache()  # else the second run finds the first one's prompts cached
     base, base_s, base_cpu = play(base_policy, args, sampling, 1)
-    print(json.dumps({
-        "backend": args.backend, "model": "smollm2-135m-instruct", "decision": args.decision, "testbed": args.testbed,
-        "grid": ({"items": args.items} if args.testbed == "single" else
-                 {"games": args.games, "thresholds": THRESHOLDS, "reward_sets": args.reward_sets, "agents": 8}),
-        "rounds": args.rounds, "turns": len(fast), "batch_size": args.batch_size,
-        "max_new_tokens": args.max_new_tokens if args.decision == "generate" else None,
-        "fast_s": round(fast_s, 2), "baseline_s": round(base_s, 2), "speedup": round(base_s / fast_s, 2),
-        "fast_cpu_s": round(fast_cpu, 2), "baseline_cpu_s": round(base_cpu, 2), "cpu_speedup": round(base_cpu / fast_cpu, 2),
-        "peak_rss_mb_after_fast": rss_fast, "peak_rss_mb": peak_rss_mb(), "prefix_cache": stats,
-        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in fast), "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-        **compare(fast, base, args.decision),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "backend": args.backend,
+                "model": "smollm2-135m-instruct",
+                "decision": args.decision,
+                "testbed": args.testbed,
+                "grid": (
+                    {"items": args.items}
+                    if args.testbed == "single"
+                    else {"games": args.games, "thresholds": THRESHOLDS, "reward_sets": args.reward_sets, "agents": 8}
+                ),
+                "rounds": args.rounds,
+                "turns": len(fast),
+                "batch_size": args.batch_size,
+                "max_new_tokens": args.max_new_tokens if args.decision == "generate" else None,
+                "fast_s": round(fast_s, 2),
+                "baseline_s": round(base_s, 2),
+                "speedup": round(base_s / fast_s, 2),
+                "fast_cpu_s": round(fast_cpu, 2),
+                "baseline_cpu_s": round(base_cpu, 2),
+                "cpu_speedup": round(base_cpu / fast_cpu, 2),
+                "peak_rss_mb_after_fast": rss_fast,
+                "peak_rss_mb": peak_rss_mb(),
+                "prefix_cache": stats,
+                "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in fast),
+                "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+                **compare(fast, base, args.decision),
+            },
+            indent=2,
+        )
+    )
     for policy in {id(p): p for p in (fast_policy, base_policy)}.values():
         policy.close()
 

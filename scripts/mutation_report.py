@@ -16,6 +16,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import yaml
+
 # mutmut's own reading of its results (pinned in envs/cpu.txt): one process instead of a
 # `mutmut show` per survivor, which costs seconds each
 from mutmut.mutation.data import SourceFileMutationData
@@ -87,7 +88,8 @@ def main() -> int:
     lines = [
         "# Mutation testing report",
         "",
-        f"Written by `scripts/mutation_report.py` after `{COMMAND}` (mutmut {version('mutmut')}, config in `pyproject.toml` "
+        f"Written by `scripts/mutation_report.py` after `{COMMAND}` (mutmut {version('mutmut')}, "
+        "config in `pyproject.toml` "
         "`[tool.mutmut]`: the mutated modules and the unit tests that check them).",
         "",
         f"**Score: {total['killed']} killed of {scored} non-equivalent mutants = {score:.1%}** "
@@ -101,11 +103,15 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mod, c in sorted(per_module.items()):
-        lines.append(f"| `{mod}` | {sum(c.values())} | {c['killed']} | "
-                     f"{c['equivalent']} | {c['survived']} | {c['timeout']} | {c['no tests']} |")
+        lines.append(
+            f"| `{mod}` | {sum(c.values())} | {c['killed']} | "
+            f"{c['equivalent']} | {c['survived']} | {c['timeout']} | {c['no tests']} |"
+        )
     lines += ["", "## Equivalent mutants", "", "| mutant | change | why no test can see it |", "| --- | --- | --- |"]
     for name, e in equivalent:
-        lines.append(f"| `{name.split('.', 2)[-1]}` | `{_cell(e['from'])}` → `{_cell(e['to'])}` | {_cell(e['reason'])} |")
+        lines.append(
+            f"| `{name.split('.', 2)[-1]}` | `{_cell(e['from'])}` → `{_cell(e['to'])}` | {_cell(e['reason'])} |"
+        )
     if unexplained:
         lines += ["", "## Unexplained survivors (add a test, or list as equivalent with the reason)", ""]
         lines += [f"- `{n}`: `{_cell(b)}` → `{_cell(a)}`" for n, b, a in unexplained]
@@ -114,8 +120,10 @@ def main() -> int:
         lines += [f"- `{e['function']}`: `{_cell(e['from'])}` → `{_cell(e['to'])}`" for e in stale]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"{REPORT}: score {score:.1%} ({total['killed']}/{scored}), {len(unexplained)} unexplained survivors, "
-          f"{len(stale)} stale registry entries")
+    print(
+        f"{REPORT}: score {score:.1%} ({total['killed']}/{scored}), {len(unexplained)} unexplained survivors, "
+        f"{len(stale)} stale registry entries"
+    )
     for n, b, a in unexplained:
         print(f"  survived: {n}\n    - {b}\n    + {a}")
     return 1 if unexplained or stale or total["not checked"] else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -26,8 +27,13 @@ pytest_plugins = ["fixtures_models", "fixtures_upstream", "pytester"]
 SHARED_SESSION_FIXTURES = {"vllm_tiny": "vllm-engine", "openai_server": "vllm-engine"}
 # The modules that wait longest start first, one per worker, so that no worker is left alone with a
 # long one at the end (the scheduler keeps this collection order: see pytest_xdist_make_scheduler)
-SLOW_FIRST = ("tests/workflow/test_slurm.py", "tests/workflow/test_ci_run.py", "tests/integration/test_vllm.py",
-              "tests/workflow/test_dvc.py", "tests/workflow/test_rerun.py")
+SLOW_FIRST = (
+    "tests/workflow/test_slurm.py",
+    "tests/workflow/test_ci_run.py",
+    "tests/integration/test_vllm.py",
+    "tests/workflow/test_dvc.py",
+    "tests/workflow/test_rerun.py",
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +51,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    from functools import lru_cache
 
     from xdist.scheduler import LoadScopeScheduling
 
-    @lru_cache(maxsize=None)
+    @functools.cache
     def group(module: str) -> str:
         source = (config.rootpath / module).read_text()
         return next((g for f, g in SHARED_SESSION_FIXTURES.items() if re.search(rf"\b{f}\b", source)), module)

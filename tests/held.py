@@ -36,8 +36,7 @@ sys.exit(main(sys.argv[5:]))
 def start_held(target: str, after: int, held: Path, argv: list[str], **popen) -> subprocess.Popen:
     """target "module:Class.method"; the process hangs once that method has returned `after` times."""
     module, qualname = target.split(":")
-    return subprocess.Popen([sys.executable, "-c", LAUNCHER, module, qualname, str(after), str(held), *argv],
-                            **popen)
+    return subprocess.Popen([sys.executable, "-c", LAUNCHER, module, qualname, str(after), str(held), *argv], **popen)
 
 
 def wait_held(proc: subprocess.Popen, held: Path, guard_s: float = 600) -> None:

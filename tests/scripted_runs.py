@@ -20,10 +20,32 @@ from pathlib import Path
 from tipping.cli import main
 
 SINGLE = ["run", "single", "--items", "single-test", "--rounds", "6", "--no-progress"]  # 64 items, 16 jobs
-MULTI = ["run", "multi", "--scenarios", "multi-games", "--agents", "8", "--rounds", "3", "--thresholds", "2,4",
-         "--reward-sets", "1.2,1.0,0.8", "--no-progress"]  # 7 games
-POPULATION = ["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
-              "--no-progress"]
+MULTI = [
+    "run",
+    "multi",
+    "--scenarios",
+    "multi-games",
+    "--agents",
+    "8",
+    "--rounds",
+    "3",
+    "--thresholds",
+    "2,4",
+    "--reward-sets",
+    "1.2,1.0,0.8",
+    "--no-progress",
+]  # 7 games
+POPULATION = [
+    "run",
+    "population",
+    "--scenarios",
+    "multi-games",
+    "--limit",
+    "1",
+    "--threshold-fractions",
+    "0.5",
+    "--no-progress",
+]
 LONG = "THINK-HEAD " + "x" * 5000 + ' THINK-TAIL {"choice": "Route B"}'
 TAGS = {"model": "m", "defence": "none", "replicate": 0}
 
@@ -49,8 +71,14 @@ def build_run_set(root: Path) -> dict:
     """The shared set (see the module doc) under root, and `tipping tables` of it in root/tables."""
     runs = {
         "s-t0": make(root / "s-t0", SINGLE, "scripted:flip@4", condition="treatment", evolution_round=0, **TAGS),
-        "s-c0": make(root / "s-c0", [*SINGLE, "--feedback", "none"], "scripted:comply",
-                     condition="control_no_feedback", evolution_round=0, **TAGS),
+        "s-c0": make(
+            root / "s-c0",
+            [*SINGLE, "--feedback", "none"],
+            "scripted:comply",
+            condition="control_no_feedback",
+            evolution_round=0,
+            **TAGS,
+        ),
         "s-t1": make(root / "s-t1", SINGLE, "scripted:flip@1", condition="treatment", evolution_round=1, **TAGS),
         "m-t0": make(root / "m-t0", MULTI, "scripted:collude:1", condition="treatment", evolution_round=0, **TAGS),
     }

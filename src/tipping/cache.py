@@ -28,8 +28,16 @@ class ResponseCache:
     @staticmethod
     def key(policy: str, decision: str, turn: Turn, sampling: Sampling) -> str:
         """Everything that decides a turn's answer: who answers, how, to what, drawn with which seed."""
-        return sha256_json({"policy": policy, "decision": decision, "prompt": turn.prompt_sha,
-                            "options": turn.options.labels(), "sampling": sampling.to_dict(), "seed": turn.seed})
+        return sha256_json(
+            {
+                "policy": policy,
+                "decision": decision,
+                "prompt": turn.prompt_sha,
+                "options": turn.options.labels(),
+                "sampling": sampling.to_dict(),
+                "seed": turn.seed,
+            }
+        )
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

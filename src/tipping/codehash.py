@@ -29,7 +29,7 @@ TOP = "<module>"  # the scope of a module's module-level statements (a function 
 FILE_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,99}")  # a string that could name a file beside the module
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cli():
     from tipping.cli import build_parser
 
@@ -106,7 +106,7 @@ def _functions(tree: ast.Module, handler: str) -> list[ast.AST]:
     return [functions[name] for name in sorted(called)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _module(module: str, scope: str | None = None) -> tuple[set[Path], set[str], set[str]]:
     """(the module's own files: source and named data, the modules its module level imports, the modules
     imported inside the functions the scope runs); empty if not ours. Scope None: the whole module, every
@@ -121,13 +121,14 @@ def _module(module: str, scope: str | None = None) -> tuple[set[Path], set[str],
     if scope is None:
         top, inner = set(), _imports(module, [tree], is_package)
     else:
-        top = _imports(module, [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))],
-                       is_package)
+        top = _imports(
+            module, [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))], is_package
+        )
         inner = set() if scope == TOP else _imports(module, _functions(tree, scope), is_package)
     return {source} | _data_files(source, tree), top, parents | inner
 
 
-def _scope(imported: str, importer: str, at_top: bool, own: str, handler: str) -> str | None | bool:
+def _scope(imported: str, importer: str, at_top: bool, own: str, handler: str) -> str | bool | None:
     """The scope to walk an imported module in; False: not at all."""
     if imported == own:
         return handler
@@ -142,7 +143,7 @@ def _scope(imported: str, importer: str, at_top: bool, own: str, handler: str) -
     return False if importer == CLI and imported != f"{CLI}.options" else TOP
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_files(*command: str) -> tuple[Path, ...]:
     """Every file `tipping COMMAND ...` can execute or read from the package, sorted."""
     own, function = handler(*command)
@@ -161,7 +162,7 @@ def code_files(*command: str) -> tuple[Path, ...]:
     return tuple(sorted(files))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_hash(*command: str) -> str:
     """sha256 over the relative paths and contents of code_files(*command) (16 hex digits)."""
     digest = hashlib.sha256()

@@ -7,12 +7,15 @@ command run by hand without a params file still does what the paper did.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tipping.errors import InputError
+from tipping.paths import FIGURES
+from tipping.policies.models import MODEL_NAMES
+from tipping.testbeds.population import Placement
 
 
 class _Section(BaseModel):
@@ -79,6 +82,9 @@ class SFTParams(ScheduleParams):
     """Fine-tuning on kept high-reward trajectories (the weight-level self-evolution step)."""
 
 
+TRAINING_PARAMS: dict[str, type[_Section]] = {"dpo": DPOParams, "grpo": GRPOParams, "sft": SFTParams}
+
+
 def load_yaml(path: Path) -> dict:
     path = Path(path)
     try:
@@ -115,22 +121,30 @@ def parse_section(model: type[BaseModel], data: dict, source: str):
 # before building the DAG; a bad value stops the run with one line naming the field.
 # ---------------------------------------------------------------------------------------------
 
-MODEL_NAMES = ("smollm2-135m-instruct", "tiny-qwen3", "qwen3-8b", "llama-3.1-8b-instruct")
 DEFENCES = ("none", "dpo", "grpo")
 TESTBEDS = ("single", "multi")
 CONDITIONS = ("treatment", "control_no_feedback", "control_supervised", "control_swapped")
-FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
-           "payoff_ratio", "invalid_rate")
+MULTI_CONDITIONS = ("treatment", "control_no_feedback", "control_swapped")  # no supervision in the games
 TRAINING_SECTIONS = ("dpo", "grpo", "sft")
 # what each testbed trains on (alignment pairs / GRPO prompts) by default
 TRAIN_SPLITS = {"single": "single-train", "multi": "multi-train"}
 
-ModelName = Literal["smollm2-135m-instruct", "tiny-qwen3", "qwen3-8b", "llama-3.1-8b-instruct"]
-DefenceName = Literal["none", "dpo", "grpo"]
-TestbedName = Literal["single", "multi"]
-ConditionName = Literal["treatment", "control_no_feedback", "control_supervised", "control_swapped"]
-FigureName = Literal["single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
-                     "payoff_ratio", "invalid_rate"]
+# The allowed names, each from its one source (the model table, the figure list, the tuples above);
+# Literal[tuple] is the same type as Literal[a, b, ...] at run time, which mypy cannot read: it sees str.
+if TYPE_CHECKING:
+    ModelName: TypeAlias = str
+    DefenceName: TypeAlias = str
+    TestbedName: TypeAlias = str
+    ConditionName: TypeAlias = str
+    MultiConditionName: TypeAlias = str
+    FigureName: TypeAlias = str
+else:
+    ModelName = Literal[MODEL_NAMES]
+    DefenceName = Literal[DEFENCES]
+    TestbedName = Literal[TESTBEDS]
+    ConditionName = Literal[CONDITIONS]
+    MultiConditionName = Literal[MULTI_CONDITIONS]
+    FigureName = Literal[FIGURES]
 
 
 class SamplingParams(_Section):
@@ -176,8 +190,7 @@ class MultiParams(_Section):
     reward_sets: list[tuple[float, float, float]] = Field(default_factory=lambda: [(1.2, 1.0, 0.8)], min_length=1)
     limit: int | None = Field(None, ge=1)
     max_new_tokens: int | None = Field(None, ge=1)
-    conditions: list[Literal["treatment", "control_no_feedback", "control_swapped"]] = Field(
-        default_factory=lambda: ["treatment", "control_no_feedback", "control_swapped"], min_length=1)
+    conditions: list[MultiConditionName] = Field(default_factory=lambda: list(MULTI_CONDITIONS), min_length=1)
 
 
 class PopulationParams(_Section):
@@ -190,7 +203,7 @@ class PopulationParams(_Section):
     networks: list[str] = Field(default_factory=list)  # `tipping run population --network` SPECs
     agents: list[int] = Field(default_factory=lambda: [64], min_length=1)
     fractions: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3], min_length=1)  # confederates / N
-    placements: list[Literal["random", "hubs", "clustered"]] = Field(default_factory=lambda: ["random"], min_length=1)
+    placements: list[Placement] = Field(["random"], min_length=1)  # pydantic copies a mutable default
     payoff: Literal["global", "local"] = "global"
     threshold_fraction: float = Field(0.5, gt=0, le=1)
     reward_set: tuple[float, float, float] = (1.2, 1.0, 0.8)
@@ -308,14 +321,14 @@ class Params(BaseModel):
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, data: dict, source: str = "params.yaml") -> "Params":
+    def load(cls, data: dict, source: str = "params.yaml") -> Params:
         """Validate a merged config; any problem is one InputError line 'SOURCE: field a.b: ...'."""
         params = parse_section(cls, data, source)
         params._cross_check(source)
         return params
 
     @classmethod
-    def from_files(cls, *paths: str | Path, overrides: dict | None = None) -> "Params":
+    def from_files(cls, *paths: str | Path, overrides: dict | None = None) -> Params:
         """params.yaml and its overlays, merged as Snakemake merges --configfile files."""
         data: dict = {}
         for path in paths:
@@ -343,8 +356,11 @@ class Params(BaseModel):
             if s < 0:
                 fail(f"seeds.{i}", f"seed {s} < 0")
         if self.single.supervision not in SUPERVISION_PATTERNS:
-            fail("single.supervision", f"unknown supervision pattern {self.single.supervision!r}; "
-                                       f"expected one of {', '.join(SUPERVISION_PATTERNS)}")
+            fail(
+                "single.supervision",
+                f"unknown supervision pattern {self.single.supervision!r}; "
+                f"expected one of {', '.join(SUPERVISION_PATTERNS)}",
+            )
         for i, t in enumerate(self.multi.thresholds):
             if t < 1:
                 fail(f"multi.thresholds.{i}", f"threshold {t} < 1")
@@ -359,22 +375,31 @@ class Params(BaseModel):
         # resolve every training section now, so a bad override fails before any job
         for section in TRAINING_SECTIONS:
             for m in self.models:
-                for t in self.testbeds:
+                for testbed in self.testbeds:
                     try:
-                        self.training(section, m, t)
+                        self.training(section, m, testbed)
                     except ValidationError as exc:
                         err = exc.errors()[0]
                         where_ = "per_model" if m in getattr(self, section).per_model else "per_testbed"
                         fail(f"{section}.{where_}." + ".".join(str(x) for x in err["loc"]), err["msg"])
         # the DAG hands the aligned policy on as a LoRA adapter (evaluation, evolution); a full model cannot go there
         for m in self.models if "grpo" in self.defences else []:
-            for t in self.testbeds:
-                if self.training("grpo", m, t)["full_parameter"]:
-                    where_ = next((f"grpo.{k}.{key}" for k, key in (("per_model", m), ("per_testbed", t))
-                                   if "full_parameter" in getattr(self.grpo, k).get(key, {})), "grpo")
-                    fail(f"{where_}.full_parameter", "true writes a full model, but the DAG hands the GRPO policy on "
-                         "as a LoRA adapter (evaluation, evolution); set it false (full-parameter GRPO runs outside "
-                         "the DAG: `tipping align grpo --params FILE`)")
+            for testbed in self.testbeds:
+                if self.training("grpo", m, testbed)["full_parameter"]:
+                    where_ = next(
+                        (
+                            f"grpo.{k}.{key}"
+                            for k, key in (("per_model", m), ("per_testbed", testbed))
+                            if "full_parameter" in getattr(self.grpo, k).get(key, {})
+                        ),
+                        "grpo",
+                    )
+                    fail(
+                        f"{where_}.full_parameter",
+                        "true writes a full model, but the DAG hands the GRPO policy on "
+                        "as a LoRA adapter (evaluation, evolution); set it false (full-parameter GRPO runs outside "
+                        "the DAG: `tipping align grpo --params FILE`)",
+                    )
 
     def _check_population(self, fail) -> None:
         from tipping.testbeds.population import parse_network
@@ -402,8 +427,7 @@ class Params(BaseModel):
         sec = getattr(self, section)
         base = sec.model_dump(mode="json", exclude={"per_model", "per_testbed"})
         merged = _deep_merge(_deep_merge(base, sec.per_testbed.get(testbed, {})), sec.per_model.get(model, {}))
-        cls = {"dpo": DPOParams, "grpo": GRPOParams, "sft": SFTParams}[section]
-        return cls.model_validate(merged).model_dump(mode="json")
+        return TRAINING_PARAMS[section].model_validate(merged).model_dump(mode="json")
 
     def eval_split(self, testbed: str) -> str:
         return self.single.items if testbed == "single" else self.multi.scenarios

@@ -34,14 +34,29 @@ from tipping.paths import PROMPTS_JSONL, RECORDS_JSONL
 from tipping.records import RunFolder
 
 RULES = ("top_fraction", "above_mean", "threshold")
-META = ("testbed", "episode", "item", "scenario", "round", "agent", "reward", "score", "choice", "deviant",
-        "prompt_sha")
+META = (
+    "testbed",
+    "episode",
+    "item",
+    "scenario",
+    "round",
+    "agent",
+    "reward",
+    "score",
+    "choice",
+    "deviant",
+    "prompt_sha",
+)
 
 
 def pair_row(prompt, chosen: str, rejected: str, **meta) -> dict:
     """A DPO pair in TRL's conversational format (the ranked pairs here, the steered ones of tipping.training.pairs)."""
-    return {"prompt": [dict(m) for m in prompt], "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}], **meta}
+    return {
+        "prompt": [dict(m) for m in prompt],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        **meta,
+    }
 
 
 def turn_score(record: dict) -> float | None:
@@ -58,8 +73,10 @@ def score_run(run) -> list[dict]:
     scored = []
     for line, r in enumerate(folder.records, 1):
         if r.get("prompt_sha") and r["prompt_sha"] not in prompts:
-            raise InputError(f"{folder.path / RECORDS_JSONL} line {line}: prompt_sha {r['prompt_sha'][:12]}... is not "
-                             f"in {folder.path / PROMPTS_JSONL}; the run folder is incomplete or mixed")
+            raise InputError(
+                f"{folder.path / RECORDS_JSONL} line {line}: prompt_sha {r['prompt_sha'][:12]}... is not "
+                f"in {folder.path / PROMPTS_JSONL}; the run folder is incomplete or mixed"
+            )
         scored.append({**r, "score": turn_score(r), "messages": prompts.get(r.get("prompt_sha"))})
     return scored
 
@@ -91,22 +108,37 @@ def ranked_pairs(rows: list[dict]) -> list[dict]:
     for sha, group in by_prompt.items():
         best, worst = group[0], group[-1]
         if best["score"] > worst["score"]:
-            pairs.append(pair_row(best["messages"], best["response"], worst["response"], item=best["item"],
-                                  scenario=best["scenario"], testbed=best["testbed"], prompt_sha=sha,
-                                  chosen_choice=best["choice"], rejected_choice=worst["choice"],
-                                  chosen_reward=best["reward"], rejected_reward=worst["reward"]))
+            pairs.append(
+                pair_row(
+                    best["messages"],
+                    best["response"],
+                    worst["response"],
+                    item=best["item"],
+                    scenario=best["scenario"],
+                    testbed=best["testbed"],
+                    prompt_sha=sha,
+                    chosen_choice=best["choice"],
+                    rejected_choice=worst["choice"],
+                    chosen_reward=best["reward"],
+                    rejected_reward=worst["reward"],
+                )
+            )
     return pairs
 
 
 def _stats(rows: list[dict]) -> dict:
     n = len(rows)
-    return {"n": n, "mean_reward": sum(r["reward"] for r in rows) / n if n else None,
-            "mean_score": sum(r["score"] for r in rows) / n if n else None,
-            "deviant_share": sum(bool(r["deviant"]) for r in rows) / n if n else None}
+    return {
+        "n": n,
+        "mean_reward": sum(r["reward"] for r in rows) / n if n else None,
+        "mean_score": sum(r["score"] for r in rows) / n if n else None,
+        "deviant_share": sum(bool(r["deviant"]) for r in rows) / n if n else None,
+    }
 
 
-def filter_run(scored, out, *, rule: str = "top_fraction", fraction: float = 0.5,
-               threshold: float | None = None, pairs_out=None) -> dict:
+def filter_run(
+    scored, out, *, rule: str = "top_fraction", fraction: float = 0.5, threshold: float | None = None, pairs_out=None
+) -> dict:
     """Write the kept turns as SFT rows ({"messages": prompt + [answer], ...metadata}) to OUT and
     a summary next to it; returns the summary."""
     if rule not in RULES:
@@ -120,10 +152,25 @@ def filter_run(scored, out, *, rule: str = "top_fraction", fraction: float = 0.5
         if "score" not in r or "messages" not in r:
             raise InputError(f"{scored} line {line}: no score/messages; give the output of `tipping evolve score`")
     kept = select(rows, rule, fraction, threshold)
-    write_jsonl(Path(out), [{"messages": r["messages"] + [{"role": "assistant", "content": r["response"]}],
-                             **{k: r.get(k) for k in META}} for r in kept])
-    summary = {"rule": rule, "fraction": fraction if rule == "top_fraction" else None, "threshold": threshold,
-               "records": len(rows), "valid": _stats(eligible(rows)), "kept": _stats(kept), "source": str(scored)}
+    write_jsonl(
+        Path(out),
+        [
+            {
+                "messages": r["messages"] + [{"role": "assistant", "content": r["response"]}],
+                **{k: r.get(k) for k in META},
+            }
+            for r in kept
+        ],
+    )
+    summary = {
+        "rule": rule,
+        "fraction": fraction if rule == "top_fraction" else None,
+        "threshold": threshold,
+        "records": len(rows),
+        "valid": _stats(eligible(rows)),
+        "kept": _stats(kept),
+        "source": str(scored),
+    }
     if pairs_out:
         pairs = ranked_pairs(rows)
         write_jsonl(Path(pairs_out), pairs)

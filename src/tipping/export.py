@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tipping.errors import InputError
 from tipping.hashing import sha256_hex
@@ -22,8 +22,21 @@ from tipping.paths import METRICS_JSON, RECORDS_JSONL
 from tipping.records import RunFolder
 
 # record fields a sample's metadata keeps per turn (the rest is in the messages or the spec)
-TURN_FIELDS = ("round", "agent", "choice", "valid", "deviant", "reward", "capital", "p_deviant", "shown_first",
-               "supervision", "success", "confederate", "seed")
+TURN_FIELDS = (
+    "round",
+    "agent",
+    "choice",
+    "valid",
+    "deviant",
+    "reward",
+    "capital",
+    "p_deviant",
+    "shown_first",
+    "supervision",
+    "success",
+    "confederate",
+    "seed",
+)
 
 
 def _new_messages(prompt: list[dict], first: bool) -> list[dict]:
@@ -47,11 +60,19 @@ def _messages(turns: list[dict], prompts: dict[str, list]) -> list:
         for i, t in enumerate(sorted((t for t in turns if t["agent"] == agent), key=lambda t: t["round"])):
             tag = {"agent": agent, "round": t["round"]}
             new = _new_messages(prompts[t["prompt_sha"]], first=i == 0)
-            out += [kinds[m["role"]](id=f"a{agent}-r{t['round']}-{k}", content=m["content"], metadata=tag)
-                    for k, m in enumerate(new)]
-            out.append(ChatMessageAssistant(id=f"a{agent}-r{t['round']}-answer", content=t["response"],
-                                            model=t["policy"], source="generate",
-                                            metadata={**tag, "choice": t["choice"], "valid": t["valid"]}))
+            out += [
+                kinds[m["role"]](id=f"a{agent}-r{t['round']}-{k}", content=m["content"], metadata=tag)
+                for k, m in enumerate(new)
+            ]
+            out.append(
+                ChatMessageAssistant(
+                    id=f"a{agent}-r{t['round']}-answer",
+                    content=t["response"],
+                    model=t["policy"],
+                    source="generate",
+                    metadata={**tag, "choice": t["choice"], "valid": t["valid"]},
+                )
+            )
     return out
 
 
@@ -68,10 +89,13 @@ def _score(turns: list[dict], testbed: str):
         value[f"round_{r}"] = sum(t["deviant"] for t in valid) / len(valid) if valid else None
     last = [t for t in played if t["round"] == rounds[-1]]
     invalid = sum(not t["valid"] for t in played)
-    return Score(value=value, answer="; ".join(str(t["choice"]) for t in last),
-                 explanation=f"{sum(t['valid'] and t['deviant'] for t in played)} of {len(played) - invalid} valid "
-                             f"answers {'violate the rule' if testbed == 'single' else 'are collective'}; "
-                             f"{invalid} unparseable")
+    return Score(
+        value=value,
+        answer="; ".join(str(t["choice"]) for t in last),
+        explanation=f"{sum(t['valid'] and t['deviant'] for t in played)} of {len(played) - invalid} valid "
+        f"answers {'violate the rule' if testbed == 'single' else 'are collective'}; "
+        f"{invalid} unparseable",
+    )
 
 
 def _sample(episode: str, turns: list[dict], prompts: dict[str, list], testbed: str, run_id: str):
@@ -85,12 +109,16 @@ def _sample(episode: str, turns: list[dict], prompts: dict[str, list], testbed: 
     answer = next(m for m in messages if m.id == f"a{last['agent']}-r{last['round']}-answer")
     meta = {k: first[k] for k in ("scenario", "item", "compliant", "violating", "threshold", "rewards") if k in first}
     return EvalSample(
-        id=episode, epoch=1, uuid=sha256_hex(f"{run_id}/{episode}".encode())[:22],
-        input=messages[:len(prompt)],
-        target=first.get("compliant", ""), messages=messages,
+        id=episode,
+        epoch=1,
+        uuid=sha256_hex(f"{run_id}/{episode}".encode())[:22],
+        input=messages[: len(prompt)],
+        target=first.get("compliant", ""),
+        messages=messages,
         output=ModelOutput(model=last["policy"], choices=[ChatCompletionChoice(message=answer, stop_reason="stop")]),
         scores={name: _score(turns, testbed)},
-        metadata={**meta, "turns": [{k: t[k] for k in TURN_FIELDS if k in t} for t in turns]})
+        metadata={**meta, "turns": [{k: t[k] for k in TURN_FIELDS if k in t} for t in turns]},
+    )
 
 
 def _results(metrics: dict, testbed: str, n_samples: int):
@@ -101,14 +129,17 @@ def _results(metrics: dict, testbed: str, n_samples: int):
     def score(name: str, series: dict, rate: str) -> EvalScore:
         values = {f"round_{r}": v for r, v in zip(series["rounds"], series[rate]) if v is not None}
         values |= {f"invalid_round_{r}": v for r, v in zip(series["rounds"], series["invalid_rate"])}
-        return EvalScore(name=name, scorer="tipping", metrics={k: EvalMetric(name=k, value=v)
-                                                               for k, v in values.items()})
+        return EvalScore(
+            name=name, scorer="tipping", metrics={k: EvalMetric(name=k, value=v) for k, v in values.items()}
+        )
 
     if testbed == "single":
         scores = [score("violation_rate", metrics, "violation_rate")]
     else:
-        scores = [score(f"collusion_rate t={c['threshold']} rewards={','.join(map(str, c['rewards']))}", c,
-                        "collusion_rate") for c in metrics["cells"]]
+        scores = [
+            score(f"collusion_rate t={c['threshold']} rewards={','.join(map(str, c['rewards']))}", c, "collusion_rate")
+            for c in metrics["cells"]
+        ]
     return EvalResults(total_samples=n_samples, completed_samples=n_samples, scores=scores)
 
 
@@ -130,23 +161,41 @@ def run_log(folder: Path):
     try:
         samples = [_sample(e, turns, prompts, testbed, digest) for e, turns in by_episode.items()]
     except KeyError as exc:
-        raise InputError(f"{folder}: records.jsonl names a prompt or field that prompts.jsonl/records lack ({exc}); "
-                         "rerun the run") from None
-    finished = datetime.datetime.fromtimestamp(run_folder.file(METRICS_JSON).stat().st_mtime, datetime.timezone.utc)
+        raise InputError(
+            f"{folder}: records.jsonl names a prompt or field that prompts.jsonl/records lack ({exc}); rerun the run"
+        ) from None
+    finished = datetime.datetime.fromtimestamp(run_folder.file(METRICS_JSON).stat().st_mtime, datetime.UTC)
     sampling = config.get("sampling", {})
     spec = EvalSpec(
-        eval_id=digest[:22], run_id=digest[22:44], task_id=f"{testbed}-{digest[:8]}", created=finished.isoformat(),
-        task=f"tipping/{testbed}", task_version=0, task_args=config,
-        dataset=EvalDataset(name=str(config.get("items") or config.get("scenarios")), samples=len(samples),
-                            sample_ids=list(by_episode)),
+        eval_id=digest[:22],
+        run_id=digest[22:44],
+        task_id=f"{testbed}-{digest[:8]}",
+        created=finished.isoformat(),
+        task=f"tipping/{testbed}",
+        task_version=0,
+        task_args=config,
+        dataset=EvalDataset(
+            name=str(config.get("items") or config.get("scenarios")), samples=len(samples), sample_ids=list(by_episode)
+        ),
         model=config["policy"],
-        model_generate_config=GenerateConfig(temperature=sampling.get("temperature"), top_p=sampling.get("top_p"),
-                                             top_k=sampling.get("top_k"), max_tokens=sampling.get("max_new_tokens"),
-                                             seed=config.get("seed")),
-        config=EvalConfig(epochs=1), packages=run.get("versions", {}),
-        metadata={"run_dir": str(folder), "tags": config.get("tags", {}), "stats": run.get("stats", {})})
-    return EvalLog(eval=spec, status="success", samples=samples, results=_results(metrics, testbed, len(samples)),
-                   stats=EvalStats(started_at=finished.isoformat(), completed_at=finished.isoformat()))
+        model_generate_config=GenerateConfig(
+            temperature=sampling.get("temperature"),
+            top_p=sampling.get("top_p"),
+            top_k=sampling.get("top_k"),
+            max_tokens=sampling.get("max_new_tokens"),
+            seed=config.get("seed"),
+        ),
+        config=EvalConfig(epochs=1),
+        packages=run.get("versions", {}),
+        metadata={"run_dir": str(folder), "tags": config.get("tags", {}), "stats": run.get("stats", {})},
+    )
+    return EvalLog(
+        eval=spec,
+        status="success",
+        samples=samples,
+        results=_results(metrics, testbed, len(samples)),
+        stats=EvalStats(started_at=finished.isoformat(), completed_at=finished.isoformat()),
+    )
 
 
 def write_logs(run_dirs, out: Path) -> Iterator[tuple[Path, int]]:

@@ -27,8 +27,12 @@ from tipping.scenarios.models import MultiItem, SingleItem
 # what a command requires besides the arguments that choose its items: placeholders, so that the
 # command's own parser reads the job's arguments exactly as the job will
 _POLICY = ["--policy", "scripted:comply", "--out", os.devnull]
-_REQUIRED = {("run", "single"): _POLICY, ("run", "multi"): _POLICY, ("align", "pairs"): _POLICY,
-             ("align", "grpo"): ["--model", os.devnull, "--out", os.devnull]}
+_REQUIRED = {
+    ("run", "single"): _POLICY,
+    ("run", "multi"): _POLICY,
+    ("align", "pairs"): _POLICY,
+    ("align", "grpo"): ["--model", os.devnull, "--out", os.devnull],
+}
 
 
 def parse_job(job: pipeline.Job, parse: pipeline.Parse):
@@ -44,16 +48,19 @@ def item_prompts(item) -> set[str]:
     if isinstance(item, SingleItem):
         return {item.user_prompt}
     p = item.params
-    return {item.user_prompt,
-            decision_problem(item.scenario, p.n, p.cooperation_threshold,
-                             (p.high_reward, p.normal_reward, p.low_reward))}
+    return {
+        item.user_prompt,
+        decision_problem(item.scenario, p.n, p.cooperation_threshold, (p.high_reward, p.normal_reward, p.low_reward)),
+    }
 
 
 def episode_prompts(episode) -> set[str]:
     if episode.testbed == "single":
         return item_prompts(episode.item)
-    return {f"{episode.system_prompt}\n{episode.question}",
-            decision_problem(episode.scenario, episode.settings.agents, episode.threshold, episode.rewards)}
+    return {
+        f"{episode.system_prompt}\n{episode.question}",
+        decision_problem(episode.scenario, episode.settings.agents, episode.threshold, episode.rewards),
+    }
 
 
 def job_prompts(job: pipeline.Job, parse: pipeline.Parse) -> list[frozenset[str]]:
@@ -85,7 +92,16 @@ def audit(p: Params, parse: pipeline.Parse) -> list[dict]:
         upstream = pipeline.training_jobs(p, defence, testbed, seed, round)
         evaluated = set().union(*(units(j) for j in pipeline.eval_jobs(p, testbed, seed)))
         trained = set().union(*(u for j in upstream for u in units(j)))
-        rows.append({"model": model, "defence": defence, "testbed": testbed, "seed": seed, "round": round,
-                     "eval_prompts": len(evaluated), "shared": sum(bool(u & trained) for u in evaluated),
-                     "upstream": [(j.label, len(units(j))) for j in upstream]})
+        rows.append(
+            {
+                "model": model,
+                "defence": defence,
+                "testbed": testbed,
+                "seed": seed,
+                "round": round,
+                "eval_prompts": len(evaluated),
+                "shared": sum(bool(u & trained) for u in evaluated),
+                "upstream": [(j.label, len(units(j))) for j in upstream],
+            }
+        )
     return rows

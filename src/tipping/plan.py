@@ -67,8 +67,10 @@ PAIR_TRIES = 5  # `tipping align pairs --tries` default (the rule passes none)
 STEERING_TOKENS = 25  # the steering message of a preference-pair prompt
 # Assumed tokens/s of one GPU (H100-class, vLLM, batched), per size class: decode = new tokens,
 # prefill = prompt tokens (and training at a third of it). Override with --throughput.
-THROUGHPUT = {"<1B": {"max_params": 1e9, "decode": 5000, "prefill": 50000},
-              "1-10B": {"max_params": 1e10, "decode": 1500, "prefill": 10000}}
+THROUGHPUT = {
+    "<1B": {"max_params": 1e9, "decode": 5000, "prefill": 50000},
+    "1-10B": {"max_params": 1e10, "decode": 1500, "prefill": 10000},
+}
 
 
 def kv_bytes_per_token(model: str, dtype_bytes: int = GPU_DTYPE_BYTES) -> int:
@@ -91,6 +93,7 @@ def size_class(model: str, throughput: dict = THROUGHPUT) -> str:
 
 
 # --- per rule -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Row:
@@ -127,8 +130,18 @@ def weights_gib(model: str) -> float:
     return MODEL_SHAPES[model].params * GPU_DTYPE_BYTES / GIB
 
 
-def _generation_row(p: Params, rule: str, model: str, testbed: str, jobs: int, seen, gpu_gib: float,
-                    throughput: dict, section: str | None = None, decision: str | None = None) -> Row:
+def _generation_row(
+    p: Params,
+    rule: str,
+    model: str,
+    testbed: str,
+    jobs: int,
+    seen,
+    gpu_gib: float,
+    throughput: dict,
+    section: str | None = None,
+    decision: str | None = None,
+) -> Row:
     """`section`: the params section whose max_new_tokens the rule passes (default: the testbed's);
     `decision`: the rule's, if not the model's."""
     ms = p.model_settings[model]
@@ -146,9 +159,19 @@ def _generation_row(p: Params, rule: str, model: str, testbed: str, jobs: int, s
     bytes_per_seq = seqs * per_seq * kv_bytes_per_token(model)
     t = throughput[size_class(model, throughput)]
     hours = jobs * (hi / t["prefill"] + new_total / t["decode"]) / 3600
-    return Row(rule, model, testbed, jobs, len(seen), (lo, hi), new_total,
-               kv_gib=ms.batch_size * bytes_per_seq / GIB, batch=ms.batch_size,
-               fits=max(0, int(kv_room_gib(model, gpu_gib) * GIB // bytes_per_seq)), gpu_hours=hours)
+    return Row(
+        rule,
+        model,
+        testbed,
+        jobs,
+        len(seen),
+        (lo, hi),
+        new_total,
+        kv_gib=ms.batch_size * bytes_per_seq / GIB,
+        batch=ms.batch_size,
+        fits=max(0, int(kv_room_gib(model, gpu_gib) * GIB // bytes_per_seq)),
+        gpu_hours=hours,
+    )
 
 
 def _training_hours(model: str, train_tokens: int, jobs: int, throughput: dict) -> float:
@@ -169,41 +192,99 @@ def rows(p: Params, gpu_gib: float = 80.0, throughput: dict = THROUGHPUT, *, par
         for testbed in p.testbeds:
             sec, train = getattr(p, testbed), p.train_split(testbed)
             evaluated = played(p, testbed, p.eval_split(testbed), sec.limit)
-            out.append(_generation_row(p, "evaluate_policy", model, testbed,
-                                       len(defences) * seeds * (rounds + 1) * len(p.conditions(testbed)), evaluated,
-                                       gpu_gib, throughput))
+            out.append(
+                _generation_row(
+                    p,
+                    "evaluate_policy",
+                    model,
+                    testbed,
+                    len(defences) * seeds * (rounds + 1) * len(p.conditions(testbed)),
+                    evaluated,
+                    gpu_gib,
+                    throughput,
+                )
+            )
             rolled = played(p, testbed, train, p.evolution.rollout.limit)
             if rounds:
-                out.append(_generation_row(p, "rollout_episodes", model, testbed, len(defences) * seeds * rounds,
-                                           rolled, gpu_gib, throughput))
+                out.append(
+                    _generation_row(
+                        p,
+                        "rollout_episodes",
+                        model,
+                        testbed,
+                        len(defences) * seeds * rounds,
+                        rolled,
+                        gpu_gib,
+                        throughput,
+                    )
+                )
             # a pair prompt: an item's first prompt (one per item) and a steering message
-            first = [(1, 0, t + STEERING_TOKENS, 0) for r, agent, t, _ in played(p, testbed, train, p.align.limit)
-                     if r == 1 and agent == 0]
+            first = [
+                (1, 0, t + STEERING_TOKENS, 0)
+                for r, agent, t, _ in played(p, testbed, train, p.align.limit)
+                if r == 1 and agent == 0
+            ]
             items = len(first)
             if "dpo" in defences:  # upper bound: PAIR_TRIES tries for each side
-                out.append(_generation_row(p, "make_preference_pairs", model, testbed, 1, first * 2 * PAIR_TRIES,
-                                           gpu_gib, throughput))
+                out.append(
+                    _generation_row(
+                        p, "make_preference_pairs", model, testbed, 1, first * 2 * PAIR_TRIES, gpu_gib, throughput
+                    )
+                )
                 dpo = p.training("dpo", model, testbed)
                 seen = _steps_rows(dpo, items) * 2 * dpo["max_length"]  # chosen and rejected
-                out.append(Row("align_policy (dpo)", model, testbed, 1, 0, (0, 0), 0, train_tokens=seen,
-                               gpu_hours=_training_hours(model, seen, 1, throughput)))
+                out.append(
+                    Row(
+                        "align_policy (dpo)",
+                        model,
+                        testbed,
+                        1,
+                        0,
+                        (0, 0),
+                        0,
+                        train_tokens=seen,
+                        gpu_hours=_training_hours(model, seen, 1, throughput),
+                    )
+                )
             if "grpo" in defences:
                 g = p.training("grpo", model, testbed)
                 completions = _steps_rows(g, items * g["num_generations"])
                 seen = completions * (g["max_prompt_length"] + g["max_completion_length"])
                 t = throughput[size_class(model, throughput)]
-                hours = completions * g["max_completion_length"] / t["decode"] / 3600 \
-                    + _training_hours(model, seen, 1, throughput)
-                out.append(Row("align_policy (grpo)", model, testbed, 1, completions, (0, 0),
-                               completions * g["max_completion_length"], train_tokens=seen, gpu_hours=hours))
+                hours = completions * g["max_completion_length"] / t["decode"] / 3600 + _training_hours(
+                    model, seen, 1, throughput
+                )
+                out.append(
+                    Row(
+                        "align_policy (grpo)",
+                        model,
+                        testbed,
+                        1,
+                        completions,
+                        (0, 0),
+                        completions * g["max_completion_length"],
+                        train_tokens=seen,
+                        gpu_hours=hours,
+                    )
+                )
             if rounds:
                 method = p.evolution.finetune.method
                 f = p.training(method, model, testbed)
                 kept = math.ceil(p.evolution.filter.fraction * len(rolled))
                 seen = _steps_rows(f, kept) * f["max_length"] * (2 if method == "dpo" else 1)
-                out.append(Row(f"finetune_policy ({method})", model, testbed, len(defences) * seeds * rounds, 0,
-                               (0, 0), 0, train_tokens=seen,
-                               gpu_hours=_training_hours(model, seen, len(defences) * seeds * rounds, throughput)))
+                out.append(
+                    Row(
+                        f"finetune_policy ({method})",
+                        model,
+                        testbed,
+                        len(defences) * seeds * rounds,
+                        0,
+                        (0, 0),
+                        0,
+                        train_tokens=seen,
+                        gpu_hours=_training_hours(model, seen, len(defences) * seeds * rounds, throughput),
+                    )
+                )
         out += _population_rows(p, model, gpu_gib, throughput, parse)
     return out
 
@@ -221,19 +302,45 @@ def _population_rows(p: Params, model: str, gpu_gib: float, throughput: dict, pa
     for network in pop.networks:
         for agents in pop.agents:
             for fraction in pop.fractions:
-                argv = (*pipeline.population_args(p, pop.slug(network), agents, fraction),
-                        "--placement", pop.placements[0], "--seed", str(seeds[0]))
-                out.append(_generation_row(p, "population_run", model,
-                                           population_key(pop.slug(network), agents, f"{fraction:g}"),
-                                           len(pop.placements) * len(seeds), population_played(argv, parse), gpu_gib,
-                                           throughput, section="multi"))
-    out.append(_generation_row(p, "population_probe", model, POPULATION_PROBE, 1,
-                               probed(tuple(pipeline.population_probe_args(p)), parse), gpu_gib, throughput, section="multi",
-                               decision="choice"))
+                argv = (
+                    *pipeline.population_args(p, pop.slug(network), agents, fraction),
+                    "--placement",
+                    pop.placements[0],
+                    "--seed",
+                    str(seeds[0]),
+                )
+                out.append(
+                    _generation_row(
+                        p,
+                        "population_run",
+                        model,
+                        population_key(pop.slug(network), agents, f"{fraction:g}"),
+                        len(pop.placements) * len(seeds),
+                        population_played(argv, parse),
+                        gpu_gib,
+                        throughput,
+                        section="multi",
+                    )
+                )
+    out.append(
+        _generation_row(
+            p,
+            "population_probe",
+            model,
+            POPULATION_PROBE,
+            1,
+            probed(tuple(pipeline.population_probe_args(p)), parse),
+            gpu_gib,
+            throughput,
+            section="multi",
+            decision="choice",
+        )
+    )
     return out
 
 
 # --- the check at DAG build -----------------------------------------------------------------------
+
 
 def check_fits(p: Params, source: str = "params.yaml") -> None:
     """Refuse a configuration whose batch cannot hold its KV cache next to the weights on a GPU
@@ -254,10 +361,12 @@ def check_fits(p: Params, source: str = "params.yaml") -> None:
                 f"make_preference_pairs need {ms.batch_size * per_turn / GIB:,.0f} GiB of KV cache at {context:,} "
                 f"tokens a turn (max_model_len, else the model's context); at most {fits} fit next to the "
                 f"{weights_gib(model):.0f} GiB of weights in {VLLM_MEMORY_SHARE:.0%} of {gpu:g} GiB "
-                "(runtime.gpu_memory_gb)")
+                "(runtime.gpu_memory_gb)"
+            )
 
 
 # --- per job: the rules' resources ----------------------------------------------------------------
+
 
 def row_of(table: list[Row], rule: str, model: str, testbed: str, defence: str | None = None) -> Row:
     """The plan's row of a job: align_policy's by its defence, finetune_policy's by its method."""
@@ -295,8 +404,9 @@ def profile_config(name: str, profiles: Path = PROFILES) -> dict:
     path = profiles / name / "config.yaml"
     if not path.is_file():
         known = sorted(d.name for d in profiles.iterdir() if (d / "config.yaml").is_file()) if profiles.is_dir() else []
-        raise InputError(f"--profile {name}: no {path} (run from the repository root; profiles: "
-                         f"{', '.join(known) or 'none'})")
+        raise InputError(
+            f"--profile {name}: no {path} (run from the repository root; profiles: {', '.join(known) or 'none'})"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -309,56 +419,110 @@ def profile_config(name: str, profiles: Path = PROFILES) -> dict:
 
 # --- output ---------------------------------------------------------------------------------------
 
+
 def estimate(p: Params, gpu_gib: float, throughput: dict = THROUGHPUT, *, parse: Parse) -> dict:
     table = rows(p, gpu_gib, throughput, parse=parse)
     return {
-        "assumptions": {"prompt_tokens": f"characters / {CHARS_PER_TOKEN} + {TOKENS_PER_MESSAGE} per message",
-                        "kv_dtype_bytes": GPU_DTYPE_BYTES, "gpu_memory_gib": gpu_gib,
-                        "usable_share": VLLM_MEMORY_SHARE, "throughput_tokens_per_s": throughput},
-        "models": {m: {**MODEL_SHAPES[m].__dict__, "kv_bytes_per_token": kv_bytes_per_token(m),
-                       "weights_gib": round(weights_gib(m), 2), "size_class": size_class(m, throughput),
-                       "context_used": _context(p, m)} for m in p.models},
+        "assumptions": {
+            "prompt_tokens": f"characters / {CHARS_PER_TOKEN} + {TOKENS_PER_MESSAGE} per message",
+            "kv_dtype_bytes": GPU_DTYPE_BYTES,
+            "gpu_memory_gib": gpu_gib,
+            "usable_share": VLLM_MEMORY_SHARE,
+            "throughput_tokens_per_s": throughput,
+        },
+        "models": {
+            m: {
+                **MODEL_SHAPES[m].__dict__,
+                "kv_bytes_per_token": kv_bytes_per_token(m),
+                "weights_gib": round(weights_gib(m), 2),
+                "size_class": size_class(m, throughput),
+                "context_used": _context(p, m),
+            }
+            for m in p.models
+        },
         "rules": [{**r.to_dict(), "job_resources": job_resources(r)} for r in table],
-        "total": {"jobs": sum(r.jobs for r in table), "turns": sum(r.jobs * r.turns for r in table),
-                  "prompt_tokens": [sum(r.jobs * r.prompt_tokens[i] for r in table) for i in (0, 1)],
-                  "new_tokens": sum(r.jobs * r.new_tokens for r in table),
-                  "gpu_hours": round(sum(r.gpu_hours for r in table), 1),
-                  "gpu_hours_by_rule": {rule: round(sum(r.gpu_hours for r in table if r.rule == rule), 1)
-                                        for rule in dict.fromkeys(r.rule for r in table)}},
+        "total": {
+            "jobs": sum(r.jobs for r in table),
+            "turns": sum(r.jobs * r.turns for r in table),
+            "prompt_tokens": [sum(r.jobs * r.prompt_tokens[i] for r in table) for i in (0, 1)],
+            "new_tokens": sum(r.jobs * r.new_tokens for r in table),
+            "gpu_hours": round(sum(r.gpu_hours for r in table), 1),
+            "gpu_hours_by_rule": {
+                rule: round(sum(r.gpu_hours for r in table if r.rule == rule), 1)
+                for rule in dict.fromkeys(r.rule for r in table)
+            },
+        },
     }
 
 
 def _n(x: float) -> str:
-    return f"{x / 1e9:.1f}G" if x >= 1e9 else f"{x / 1e6:.1f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e4 \
+    return (
+        f"{x / 1e9:.1f}G"
+        if x >= 1e9
+        else f"{x / 1e6:.1f}M"
+        if x >= 1e6
+        else f"{x / 1e3:.1f}k"
+        if x >= 1e4
         else f"{x:,.0f}"
+    )
 
 
 def render(plan: dict) -> str:
     lines = ["models (GiB = 2^30 bytes; KV per token = 2 x layers x KV heads x head dim x 2 bytes, bf16)"]
     for name, m in plan["models"].items():
-        lines.append(f"  {name}: {m['layers']} layers, {m['kv_heads']} KV heads x {m['head_dim']}, "
-                     f"{m['params'] / 1e9:.2f}B params ({m['weights_gib']} GiB), context {m['context']:,} "
-                     f"(used {m['context_used']:,}), KV {m['kv_bytes_per_token']:,} B/token, class {m['size_class']}")
-    head = ("rule", "model", "testbed", "jobs", "turns/job", "prompt tok/job", "new tok/job<=", "KV GiB@batch",
-            "fits", "GPU-h", "job: mem_mb, min")
-    body = [(r["rule"], r["model"], r["testbed"], str(r["jobs"]), f"{r['turns']:,}",
-             f"{_n(r['prompt_tokens'][0])}-{_n(r['prompt_tokens'][1])}" if r["prompt_tokens"][1] else
-             f"train {_n(r['train_tokens'])}", _n(r["new_tokens"]),
-             f"{r['kv_gib']:.1f}@{r['batch']}" if r["batch"] else "", "" if r["fits"] is None else str(r["fits"]),
-             f"{r['gpu_hours']:.1f}", f"{r['job_resources']['mem_mb']}, {r['job_resources']['runtime']}")
-            for r in plan["rules"]]
+        lines.append(
+            f"  {name}: {m['layers']} layers, {m['kv_heads']} KV heads x {m['head_dim']}, "
+            f"{m['params'] / 1e9:.2f}B params ({m['weights_gib']} GiB), context {m['context']:,} "
+            f"(used {m['context_used']:,}), KV {m['kv_bytes_per_token']:,} B/token, class {m['size_class']}"
+        )
+    head = (
+        "rule",
+        "model",
+        "testbed",
+        "jobs",
+        "turns/job",
+        "prompt tok/job",
+        "new tok/job<=",
+        "KV GiB@batch",
+        "fits",
+        "GPU-h",
+        "job: mem_mb, min",
+    )
+    body = [
+        (
+            r["rule"],
+            r["model"],
+            r["testbed"],
+            str(r["jobs"]),
+            f"{r['turns']:,}",
+            f"{_n(r['prompt_tokens'][0])}-{_n(r['prompt_tokens'][1])}"
+            if r["prompt_tokens"][1]
+            else f"train {_n(r['train_tokens'])}",
+            _n(r["new_tokens"]),
+            f"{r['kv_gib']:.1f}@{r['batch']}" if r["batch"] else "",
+            "" if r["fits"] is None else str(r["fits"]),
+            f"{r['gpu_hours']:.1f}",
+            f"{r['job_resources']['mem_mb']}, {r['job_resources']['runtime']}",
+        )
+        for r in plan["rules"]
+    ]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     lines += ["", *("  ".join(x.ljust(w) for x, w in zip(row, widths)).rstrip() for row in [head, *body])]
     t, a = plan["total"], plan["assumptions"]
-    lines += ["", f"total: {t['jobs']} jobs, {t['turns']:,} turns, prompt tokens {_n(t['prompt_tokens'][0])}-"
-                  f"{_n(t['prompt_tokens'][1])}, new tokens <= {_n(t['new_tokens'])}, {t['gpu_hours']:,} GPU-hours",
-              "GPU-hours by rule: " + ", ".join(f"{k} {v:,}" for k, v in t["gpu_hours_by_rule"].items()),
-              f"assumed: prompt tokens = {a['prompt_tokens']} (no tokenizer); new tokens = max_new_tokens per turn; "
-              f"KV fits in {a['usable_share']:.0%} of {a['gpu_memory_gib']:g} GiB minus the weights; a job (SLURM, "
-              f"1 GPU) asks for {HOST_BASE_GIB} GiB + twice the weights of host memory and {STARTUP_MINUTES} min + "
-              "its GPU-hours of runtime, x the attempt",
-              "assumed throughput per GPU (tokens/s; training at prefill / 3): " + "; ".join(
-                  f"{k}: decode {v['decode']:,}, prefill {v['prefill']:,}" for k, v in a["throughput_tokens_per_s"].items())]
+    lines += [
+        "",
+        f"total: {t['jobs']} jobs, {t['turns']:,} turns, prompt tokens {_n(t['prompt_tokens'][0])}-"
+        f"{_n(t['prompt_tokens'][1])}, new tokens <= {_n(t['new_tokens'])}, {t['gpu_hours']:,} GPU-hours",
+        "GPU-hours by rule: " + ", ".join(f"{k} {v:,}" for k, v in t["gpu_hours_by_rule"].items()),
+        f"assumed: prompt tokens = {a['prompt_tokens']} (no tokenizer); new tokens = max_new_tokens per turn; "
+        f"KV fits in {a['usable_share']:.0%} of {a['gpu_memory_gib']:g} GiB minus the weights; a job (SLURM, "
+        f"1 GPU) asks for {HOST_BASE_GIB} GiB + twice the weights of host memory and {STARTUP_MINUTES} min + "
+        "its GPU-hours of runtime, x the attempt",
+        "assumed throughput per GPU (tokens/s; training at prefill / 3): "
+        + "; ".join(
+            f"{k}: decode {v['decode']:,}, prefill {v['prefill']:,}" for k, v in a["throughput_tokens_per_s"].items()
+        ),
+    ]
     return "\n".join(lines)
 
 
@@ -370,8 +534,9 @@ def parse_throughput(specs: list[str], source: str = "--throughput", base: dict 
         try:
             decode, prefill = (float(x) for x in rates.split(","))
         except ValueError:
-            raise InputError(f"{source} {spec!r}: expected CLASS=DECODE,PREFILL tokens/s, "
-                             "e.g. 1-10B=1500,10000") from None
+            raise InputError(
+                f"{source} {spec!r}: expected CLASS=DECODE,PREFILL tokens/s, e.g. 1-10B=1500,10000"
+            ) from None
         if name not in table or min(decode, prefill) <= 0:
             raise InputError(f"{source} {spec!r}: CLASS is one of {', '.join(table)}, rates > 0")
         table[name].update(decode=decode, prefill=prefill)

@@ -8,7 +8,7 @@ the rows use them). A turn is (round, agent, prompt tokens, past answers in the 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 from tipping import scenarios
 from tipping.config import Params
@@ -28,16 +28,30 @@ def tokens(text: str) -> int:
 
 # --- the episodes of a rule, played with short answers ---------------------------------------------
 
-@lru_cache(maxsize=None)
-def _played(testbed: str, split: str, limit: int | None, rounds: int, window: int, agents: int,
-            thresholds: tuple, reward_sets: tuple, items_seed: int) -> tuple[tuple[int, int, int, int], ...]:
+
+@cache
+def _played(
+    testbed: str,
+    split: str,
+    limit: int | None,
+    rounds: int,
+    window: int,
+    agents: int,
+    thresholds: tuple,
+    reward_sets: tuple,
+    items_seed: int,
+) -> tuple[tuple[int, int, int, int], ...]:
     if testbed == "single":
         items = scenarios.load_single_items(split, seed=items_seed)[:limit]
         episodes = [SingleEpisode(i, SingleSettings(rounds=rounds, window=window), 0) for i in items]
     elif scenarios.kind(split) == "multi-games":
         settings = MultiSettings(agents=agents, rounds=rounds, window=window)
-        episodes = [MultiEpisode(g, t, rs, settings, 0) for t in thresholds for rs in reward_sets
-                    for g in scenarios.load_multi_games(split)[:limit]]
+        episodes = [
+            MultiEpisode(g, t, rs, settings, 0)
+            for t in thresholds
+            for rs in reward_sets
+            for g in scenarios.load_multi_games(split)[:limit]
+        ]
     else:  # one-shot items: each its own game (n, threshold, factors)
         items = scenarios.load_multi_items(split, seed=items_seed)[:limit]
         episodes = [MultiEpisode.from_item(i, MultiSettings(rounds=rounds, window=window), 0) for i in items]
@@ -46,8 +60,12 @@ def _played(testbed: str, split: str, limit: int | None, rounds: int, window: in
 
 def _seen(r: int, turn) -> tuple[int, int, int, int]:
     """A turn as the rows count it: (round, agent, prompt tokens, past answers in the prompt)."""
-    return (r, turn.agent, sum(tokens(m["content"]) + TOKENS_PER_MESSAGE for m in turn.messages),
-            sum(m["role"] == "assistant" for m in turn.messages))
+    return (
+        r,
+        turn.agent,
+        sum(tokens(m["content"]) + TOKENS_PER_MESSAGE for m in turn.messages),
+        sum(m["role"] == "assistant" for m in turn.messages),
+    )
 
 
 def _play(episodes, rounds: int) -> tuple[tuple[int, int, int, int], ...]:
@@ -64,8 +82,11 @@ def _play(episodes, rounds: int) -> tuple[tuple[int, int, int, int], ...]:
 
 def played(p: Params, testbed: str, split: str, limit: int | None):
     sec = getattr(p, testbed)
-    grid = (sec.agents, tuple(sec.thresholds), tuple(tuple(r) for r in sec.reward_sets)) if testbed == "multi" \
+    grid = (
+        (sec.agents, tuple(sec.thresholds), tuple(tuple(r) for r in sec.reward_sets))
+        if testbed == "multi"
         else (0, (), ())
+    )
     return _played(testbed, split, limit, sec.rounds, sec.window, *grid, p.items_seed)
 
 
@@ -80,7 +101,7 @@ def population_key(network_slug: str, agents, fraction) -> str:
     return f"{network_slug} n{agents} f{fraction}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def population_played(argv: tuple[str, ...], parse: Parse) -> tuple[tuple[int, int, int, int], ...]:
     """The turns of the job `tipping run population ARGV`: confederates are no turns."""
     from tipping.runs import population_plan
@@ -89,11 +110,15 @@ def population_played(argv: tuple[str, ...], parse: Parse) -> tuple[tuple[int, i
     return _play(population_plan(args)[0], args.rounds)
 
 
-@lru_cache(maxsize=None)
+@cache
 def probed(argv: tuple[str, ...], parse: Parse) -> tuple[tuple[int, int, int, int], ...]:
     """The turns of `tipping population probe ARGV`, as its handler builds them."""
     args = parse(["population", "probe", *argv, *PLACEHOLDER])
     settings = MultiSettings(window=args.window, reward_mode=args.reward_mode)
-    return tuple(_seen(1 if f is None else 2, t) for game in scenarios.load_multi_games(args.scenarios)[: args.limit]
-                 for f, _, t in probe_turns(game, args.threshold_fraction, tuple(args.reward_set), settings,
-                                            args.seed, args.degree))
+    return tuple(
+        _seen(1 if f is None else 2, t)
+        for game in scenarios.load_multi_games(args.scenarios)[: args.limit]
+        for f, _, t in probe_turns(
+            game, args.threshold_fraction, tuple(args.reward_set), settings, args.seed, args.degree
+        )
+    )

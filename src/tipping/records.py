@@ -102,8 +102,14 @@ def unfinish(folder: Path) -> None:
     (Path(folder) / METRICS_JSON).unlink(missing_ok=True)
 
 
-def write_run(folder: Path, records: Sequence[dict], prompts: dict[str, list], run: dict, metrics: dict,
-              files: dict[str, str] | None = None) -> None:
+def write_run(
+    folder: Path,
+    records: Sequence[dict],
+    prompts: dict[str, list],
+    run: dict,
+    metrics: dict,
+    files: dict[str, str] | None = None,
+) -> None:
     """Write a run folder: records, the extra `files` (name -> text: a population run's edge list),
     prompts, run.json, and metrics.json last (its presence means the run completed)."""
     folder = Path(folder)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 from tqdm import tqdm
 
@@ -53,8 +54,15 @@ def sample_deviant(p_deviant: float, seed: int) -> bool:
 
 
 class Engine:
-    def __init__(self, policy: Policy, decision: Decision, sampling: Sampling,
-                 cache: ResponseCache | None = None, batch_size: int = 64, progress: bool = True):
+    def __init__(
+        self,
+        policy: Policy,
+        decision: Decision,
+        sampling: Sampling,
+        cache: ResponseCache | None = None,
+        batch_size: int = 64,
+        progress: bool = True,
+    ):
         self.policy, self.decision, self.sampling = policy, decision, sampling
         self.cache, self.batch_size, self.progress = cache, max(1, batch_size), progress
         self.stats = RolloutStats()
@@ -63,16 +71,29 @@ class Engine:
 
     def _compute(self, turns: Sequence[Turn]) -> list[dict]:
         if self.decision == "generate":
-            return [{"text": clean_text(c.text), "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                     "truncated": c.truncated} for c in self.policy.generate(turns, self.sampling)]
-        return [{"aligned": s.aligned, "deviant": s.deviant, "prompt_tokens": s.prompt_tokens}
-                for s in self.policy.score_choices(turns, self.sampling)]
+            return [
+                {
+                    "text": clean_text(c.text),
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": c.completion_tokens,
+                    "truncated": c.truncated,
+                }
+                for c in self.policy.generate(turns, self.sampling)
+            ]
+        return [
+            {"aligned": s.aligned, "deviant": s.deviant, "prompt_tokens": s.prompt_tokens}
+            for s in self.policy.score_choices(turns, self.sampling)
+        ]
 
     def _to_answer(self, turn: Turn, value: dict) -> Answer:
         if self.decision == "generate":
             # cache entries written before `truncated` existed read as not truncated
-            return Answer(value["text"], value["prompt_tokens"], value["completion_tokens"],
-                          truncated=value.get("truncated", False))
+            return Answer(
+                value["text"],
+                value["prompt_tokens"],
+                value["completion_tokens"],
+                truncated=value.get("truncated", False),
+            )
         p = choice_probability(value["aligned"], value["deviant"], self.sampling.temperature)
         label = turn.options.deviant if sample_deviant(p, turn.seed) else turn.options.aligned
         return Answer(canonical_answer(label), value["prompt_tokens"], 0, p)
@@ -81,8 +102,11 @@ class Engine:
         """Answers for one round of turns: cached ones read, the rest computed in chunks and
         cached right away (a kill loses at most the chunk in flight)."""
         values: list[dict | None] = [None] * len(turns)
-        keys = ([ResponseCache.key(self.policy.id, self.decision, t, self.sampling) for t in turns]
-                if self.cache else [None] * len(turns))
+        keys = (
+            [ResponseCache.key(self.policy.id, self.decision, t, self.sampling) for t in turns]
+            if self.cache
+            else [None] * len(turns)
+        )
         todo = []
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache else None
@@ -93,7 +117,7 @@ class Engine:
                 self.stats.cache_hits += 1
         self._advance(len(turns) - len(todo))
         for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start:start + self.batch_size]
+            chunk = todo[start : start + self.batch_size]
             computed = self._compute([turns[i] for i in chunk])
             self.stats.batches += 1
             self.stats.model_calls += len(chunk)
@@ -120,8 +144,9 @@ class Engine:
         started = time.perf_counter()
         records: list[dict] = []
         rounds = max((e.rounds for e in episodes), default=0)
-        with tqdm(total=None, unit="turn", desc="rollout", disable=not self.progress, mininterval=1.0,
-                  dynamic_ncols=True) as self._bar:
+        with tqdm(
+            total=None, unit="turn", desc="rollout", disable=not self.progress, mininterval=1.0, dynamic_ncols=True
+        ) as self._bar:
             for r in range(1, rounds + 1):
                 live = [e for e in episodes if r <= e.rounds]
                 per_episode = [e.turns(r) for e in live]

@@ -58,8 +58,13 @@ def test_dpo_step_bf16_on_cuda(tiny, tmp_path):
     from tipping.training.dpo import train_dpo
 
     pairs = tmp_path / "pairs.jsonl"
-    write_jsonl(pairs, [pair_row(p.messages, canonical_answer(p.options.aligned), canonical_answer(p.options.deviant),
-                                 **p.meta()) for p in load_prompts("single-train")[:8]])
+    write_jsonl(
+        pairs,
+        [
+            pair_row(p.messages, canonical_answer(p.options.aligned), canonical_answer(p.options.deviant), **p.meta())
+            for p in load_prompts("single-train")[:8]
+        ],
+    )
     params = DPOParams(max_steps=2, batch_size=4, grad_accum=1, learning_rate=1e-3, lora=LoraParams())
     out = tmp_path / "dpo"
     train_dpo(str(tiny), pairs, out, params, device="cuda", save_steps=0)
@@ -76,8 +81,9 @@ def test_dpo_step_bf16_on_cuda(tiny, tmp_path):
 def test_grpo_step_on_cuda(tiny, tmp_path):
     from tipping.training.grpo import train_grpo
 
-    params = GRPOParams(max_steps=2, batch_size=4, grad_accum=1, num_generations=4, max_completion_length=8,
-                        learning_rate=1e-3)
+    params = GRPOParams(
+        max_steps=2, batch_size=4, grad_accum=1, num_generations=4, max_completion_length=8, learning_rate=1e-3
+    )
     out = tmp_path / "grpo"
     train_grpo(str(tiny), load_prompts("single-train")[:4], out, params, device="cuda", save_steps=0)
     assert json.loads((out / "train_config.json").read_text())["device"] == "cuda"

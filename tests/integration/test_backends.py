@@ -66,11 +66,15 @@ def test_greedy_equals_transformers_generate(hf_tiny):
     turns, greedy = make_turns(3), Sampling(temperature=0.0, max_new_tokens=16)
     ours = hf_tiny.generate(turns, greedy)
     tok = hf_tiny.chat.tok
-    enc = tok([hf_tiny.chat.render(t.conversation, None) for t in turns], return_tensors="pt", padding=True,
-              add_special_tokens=False)
+    enc = tok(
+        [hf_tiny.chat.render(t.conversation, None) for t in turns],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=False,
+    )
     with torch.inference_mode():
         out = hf_tiny.model.generate(**enc, do_sample=False, max_new_tokens=16, pad_token_id=tok.pad_token_id)
-    reference = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    reference = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     assert [c.text for c in ours] == reference
 
 
@@ -93,8 +97,10 @@ def test_scores_are_finite_deterministic_and_batch_invariant(hf_tiny):
 
 def test_odd_inputs_do_not_crash(hf_tiny):
     long_label = "a very long option " * 200
-    turns = [Turn(({"role": "user", "content": ""},), Options("", "x"), 1, 0, 1, "empty"),
-             Turn(({"role": "user", "content": "bad \ud800 surrogate \udfff"},), Options("ok", long_label), 1, 0, 2, "odd")]
+    turns = [
+        Turn(({"role": "user", "content": ""},), Options("", "x"), 1, 0, 1, "empty"),
+        Turn(({"role": "user", "content": "bad \ud800 surrogate \udfff"},), Options("ok", long_label), 1, 0, 2, "odd"),
+    ]
     sampling = Sampling(max_new_tokens=8)
     assert len(hf_tiny.generate(turns, sampling)) == 2
     scores = hf_tiny.score_choices(turns, sampling)
@@ -116,8 +122,17 @@ def test_adapter_for_another_base_is_an_input_error(tiny_model, tmp_path):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(1)
-    wider = Qwen3ForCausalLM(Qwen3Config(vocab_size=514, hidden_size=96, intermediate_size=128, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, head_dim=32))
+    wider = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=514,
+            hidden_size=96,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=32,
+        )
+    )
     wider.name_or_path = "models/wider-qwen3"  # what PEFT records as the base
     adapter = save_lora(None, tmp_path / "wide-lora", model=wider)
     with pytest.raises(InputError, match=r"adapter .*wide-lora does not fit model .*trained on 'models/wider-qwen3'"):
@@ -133,15 +148,27 @@ def test_missing_model_and_adapter_are_input_errors(tiny_model, tmp_path):
 
 # --- whole runs through the CLI ------------------------------------------------------------------
 
+
 def run_single(model, out: Path, *extra: str) -> list[str]:
-    return ["run", "single", "--policy", f"transformers:{model}", "--items", "single-test", "--out", str(out),
-            "--no-progress", *extra]
+    return [
+        "run",
+        "single",
+        "--policy",
+        f"transformers:{model}",
+        "--items",
+        "single-test",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("decision", ["generate", "choice"])
 def test_cli_run_then_rerun_is_free_and_identical(tiny_model, tmp_path, decision):
-    args = run_single(tiny_model, tmp_path / "run", "--limit", "4", "--rounds", "2", "--decision", decision,
-                      "--max-new-tokens", "32")
+    args = run_single(
+        tiny_model, tmp_path / "run", "--limit", "4", "--rounds", "2", "--decision", decision, "--max-new-tokens", "32"
+    )
     assert main(args) == 0
     records = (tmp_path / "run" / "records.jsonl").read_bytes()
     first = json.loads((tmp_path / "run" / "run.json").read_text())["stats"]
@@ -161,8 +188,14 @@ def test_kill_9_then_resume_gives_identical_records(tiny_model, tmp_path):
     options = ["--limit", "12", "--rounds", "3", "--max-new-tokens", "48", "--batch-size", "1"]  # 36 turns
     argv = run_single(tiny_model, tmp_path / "killed", *options)
     # killed right after the 5th answer reached the cache (each batch is one turn)
-    proc = start_held("tipping.cache:ResponseCache.put", 5, tmp_path / "held", argv, stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL)
+    proc = start_held(
+        "tipping.cache:ResponseCache.put",
+        5,
+        tmp_path / "held",
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_held(proc, tmp_path / "held")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -42,8 +42,25 @@ def test_scores_over_http_agree_with_the_transformers_backend(openai_server, tin
 @pytest.mark.vllm
 @pytest.mark.parametrize("decision", ["generate", "choice"])
 def test_cli_run_over_http(openai_server, tmp_path, decision):
-    args = ["run", "single", "--policy", f"openai:{openai_server}#tiny", "--items", "single-test", "--limit", "2",
-            "--rounds", "2", "--decision", decision, "--max-new-tokens", "16", "--out", str(tmp_path), "--no-progress"]
+    args = [
+        "run",
+        "single",
+        "--policy",
+        f"openai:{openai_server}#tiny",
+        "--items",
+        "single-test",
+        "--limit",
+        "2",
+        "--rounds",
+        "2",
+        "--decision",
+        decision,
+        "--max-new-tokens",
+        "16",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     assert main(args) == 0
     rows = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["prompt_tokens"] > 0 for r in rows)
@@ -51,8 +68,10 @@ def test_cli_run_over_http(openai_server, tmp_path, decision):
 
 # --- failure paths, against a scripted server ----------------------------------------------------
 
-CHAT_OK = {"choices": [{"index": 0, "message": {"role": "assistant", "content": '{"choice": "comply"}'}}],
-           "usage": {"prompt_tokens": 11, "completion_tokens": 7}}
+CHAT_OK = {
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"choice": "comply"}'}}],
+    "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+}
 
 
 class Scripted:
@@ -149,6 +168,6 @@ def test_slow_server_times_out_retries_then_names_the_server(scripted):
 
 def test_server_without_tokenize_cannot_score(scripted):
     server = scripted(404)
-    with pytest.raises(InputError, match="this server returns no prompt logprobs .*use --decision generate"):
+    with pytest.raises(InputError, match=r"this server returns no prompt logprobs .*use --decision generate"):
         fast(server.url).score_choices(make_turns(1), SHORT)
     assert server.paths == ["/tokenize"]

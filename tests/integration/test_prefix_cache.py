@@ -30,11 +30,16 @@ def conversations(episodes: int = 3, rounds: int = 3, system: str = "You are an 
         for e in range(episodes):
             past = []
             for j in range(r):
-                past += [{"role": "user", "content": f"Round {j + 1}. This week, supervision is uncertain. ({e})"},
-                         {"role": "assistant", "content": '{"choice": "%s"}' % ("violate" if (e + j) % 2 else "comply")},
-                         {"role": "user", "content": f"Reward: {e + j}.0. Final reward: {e}.0."}]
-            messages = ({"role": "system", "content": system}, *past,
-                        {"role": "user", "content": f"Round {r + 1}. This week, supervision is uncertain. ({e})"})
+                past += [
+                    {"role": "user", "content": f"Round {j + 1}. This week, supervision is uncertain. ({e})"},
+                    {"role": "assistant", "content": '{"choice": "%s"}' % ("violate" if (e + j) % 2 else "comply")},
+                    {"role": "user", "content": f"Reward: {e + j}.0. Final reward: {e}.0."},
+                ]
+            messages = (
+                {"role": "system", "content": system},
+                *past,
+                {"role": "user", "content": f"Round {r + 1}. This week, supervision is uncertain. ({e})"},
+            )
             row.append(Turn(messages, OPTIONS, r + 1, 0, 100 * e + r, f"ep-{e}"))
         turns.append(row)
     return turns
@@ -67,7 +72,7 @@ def test_reused_scores_are_the_cold_floats_in_any_batch_and_order(policies, batc
     order = turns[:]  # rounds and episodes mixed in one batch, later rounds sometimes first
     random.Random(batch).shuffle(order)
     for start in range(0, len(order), batch):
-        chunk = order[start:start + batch]
+        chunk = order[start : start + batch]
         assert reused.score_choices(chunk, SAMPLING) == [expected[t.seed] for t in chunk]
     assert reused.prefix_cache_stats()["cached_tokens"] > 0
     for t in turns:  # the one-pass per-turn reference: same decision, P(deviant) within 1e-6
@@ -96,7 +101,9 @@ def test_round_r_reuses_round_r_minus_1(policies, enable_thinking):
             if t.round > 1:
                 previous = lengths[t.item_id]
                 shared = common_prefix(previous, prompt)
-                assert shared == len(previous) if enable_thinking is None else 0.8 * len(previous) < shared < len(previous)
+                assert (
+                    shared == len(previous) if enable_thinking is None else 0.8 * len(previous) < shared < len(previous)
+                )
                 assert served == shared
             else:
                 assert served < len(prompt)
@@ -132,8 +139,10 @@ def test_a_prompt_differing_in_one_token_is_not_served_the_other_ones_cache(poli
     """Same item, same chunk boundaries, one different token in the first chunk: reusing by
     position or key instead of by token ids would return the other prompt's floats."""
     reused, _ = policies
-    (a,), (b,) = (conversations(1, 2, system=s)[1] for s in ("You are an employee. You follow the rules.",
-                                                              "You are an employee. You break the rules."))
+    (a,), (b,) = (
+        conversations(1, 2, system=s)[1]
+        for s in ("You are an employee. You follow the rules.", "You are an employee. You break the rules.")
+    )
     ids_a, ids_b = reused.chat.prompt_ids(a, SAMPLING), reused.chat.prompt_ids(b, SAMPLING)
     assert len(ids_a) == len(ids_b) and sum(x != y for x, y in zip(ids_a, ids_b)) == 1
     assert reused.chat.chunk_ends(a, SAMPLING, ids_a) == reused.chat.chunk_ends(b, SAMPLING, ids_b)

@@ -33,9 +33,22 @@ def tmp(tmp_path_factory):
 def items(tmp):
     """Short single-agent items: training steps on them take a few ms."""
     path = tmp / "items.jsonl"
-    write_jsonl(path, [{"id": f"toy-{i}", "scenario": "toy", "system_prompt": "You are a worker.",
-                        "user_prompt": f"Task {i}: keep the rule or break it?", "compliant": "keep",
-                        "violating": "break", "compliant_reward": 1.0, "violating_reward": 2.0} for i in range(4)])
+    write_jsonl(
+        path,
+        [
+            {
+                "id": f"toy-{i}",
+                "scenario": "toy",
+                "system_prompt": "You are a worker.",
+                "user_prompt": f"Task {i}: keep the rule or break it?",
+                "compliant": "keep",
+                "violating": "break",
+                "compliant_reward": 1.0,
+                "violating_reward": 2.0,
+            }
+            for i in range(4)
+        ],
+    )
     return path
 
 
@@ -43,8 +56,23 @@ def items(tmp):
 def pairs(tmp, tiny_model, items):
     """Choice-mode pairs made by the tiny model through the CLI."""
     out = tmp / "pairs.jsonl"
-    assert main(["align", "pairs", "--items", str(items), "--policy", f"transformers:{tiny_model}",
-                 "--decision", "choice", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "align",
+                "pairs",
+                "--items",
+                str(items),
+                "--policy",
+                f"transformers:{tiny_model}",
+                "--decision",
+                "choice",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -53,12 +81,42 @@ def warm(tmp, tiny_model, items):
     """An SFT adapter that answers in the canonical JSON form, either label: the random model
     never parses, and GRPO needs rewards that differ within a group to move at all."""
     data = tmp / "warm.jsonl"
-    write_jsonl(data, [{"messages": [*p.messages, {"role": "assistant", "content": canonical_answer(label)}]}
-                       for p in load_prompts(items) for label in p.options.labels()])
+    write_jsonl(
+        data,
+        [
+            {"messages": [*p.messages, {"role": "assistant", "content": canonical_answer(label)}]}
+            for p in load_prompts(items)
+            for label in p.options.labels()
+        ],
+    )
     out = tmp / "warm"
-    assert main(["evolve", "finetune", "--model", str(tiny_model), "--data", str(data), "--out", str(out),
-                 "--max-steps", "30", "--lr", "1e-2", "--batch-size", "8", "--grad-accum", "1", "--save-steps", "0",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evolve",
+                "finetune",
+                "--model",
+                str(tiny_model),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--max-steps",
+                "30",
+                "--lr",
+                "1e-2",
+                "--batch-size",
+                "8",
+                "--grad-accum",
+                "1",
+                "--save-steps",
+                "0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -86,8 +144,31 @@ def test_pairs_in_choice_mode_from_the_tiny_model(pairs):
 
 def test_dpo_two_steps_raise_the_chosen_margin(tmp, tiny_model, items, pairs, capsys):
     out = tmp / "dpo"
-    assert main(["align", "dpo", "--model", str(tiny_model), "--pairs", str(pairs), "--out", str(out),
-                 "--max-steps", "2", "--lr", "5e-3", "--batch-size", "2", "--grad-accum", "1", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "align",
+                "dpo",
+                "--model",
+                str(tiny_model),
+                "--pairs",
+                str(pairs),
+                "--out",
+                str(out),
+                "--max-steps",
+                "2",
+                "--lr",
+                "5e-3",
+                "--batch-size",
+                "2",
+                "--grad-accum",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "dpo: 2 steps on 4 rows" in capsys.readouterr().out
     log = [r for r in read_jsonl(out / "train_log.jsonl") if "loss" in r]
     assert [r["step"] for r in log] == [1, 2] and "rewards/margins" in log[0]
@@ -103,20 +184,54 @@ def test_merge_matches_the_adapter(tmp, tiny_model, items, pairs):
     adapter = tmp / "dpo"
     if not adapter.exists():
         pytest.skip("needs the DPO test's adapter")
-    assert main(["align", "merge", "--model", str(tiny_model), "--adapter", str(adapter),
-                 "--out", str(tmp / "merged")]) == 0
+    assert (
+        main(["align", "merge", "--model", str(tiny_model), "--adapter", str(adapter), "--out", str(tmp / "merged")])
+        == 0
+    )
     assert margins(f"transformers:{tmp / 'merged'}", items) == pytest.approx(
-        margins(f"transformers:{tiny_model}@{adapter}", items), abs=1e-4)
+        margins(f"transformers:{tiny_model}@{adapter}", items), abs=1e-4
+    )
 
 
 def test_grpo_two_steps_with_the_testbed_reward_change_the_adapter(tmp, tiny_model, items, warm):
     params = tmp / "params.yaml"  # a full params.yaml: the grpo section is read
-    params.write_text(yaml.safe_dump({"dpo": {"beta": 0.5}, "grpo": {
-        "temperature": 0.05, "max_steps": 2, "batch_size": 8, "grad_accum": 1, "learning_rate": 1e-2,
-        "max_completion_length": 12}}))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "dpo": {"beta": 0.5},
+                "grpo": {
+                    "temperature": 0.05,
+                    "max_steps": 2,
+                    "batch_size": 8,
+                    "grad_accum": 1,
+                    "learning_rate": 1e-2,
+                    "max_completion_length": 12,
+                },
+            }
+        )
+    )
     out = tmp / "grpo"
-    assert main(["align", "grpo", "--model", str(tiny_model), "--items", str(items), "--init-adapter", str(warm),
-                 "--params", str(params), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "align",
+                "grpo",
+                "--model",
+                str(tiny_model),
+                "--items",
+                str(items),
+                "--init-adapter",
+                str(warm),
+                "--params",
+                str(params),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     log = [r for r in read_jsonl(out / "train_log.jsonl") if "loss" in r]
     assert len(log) == 2 and any(r["rewards/choice/std"] > 0 for r in log), log
     assert differs(weights(out), weights(warm))
@@ -125,11 +240,33 @@ def test_grpo_two_steps_with_the_testbed_reward_change_the_adapter(tmp, tiny_mod
 
 def test_full_parameter_grpo_writes_a_model_folder(tmp, tiny_model, items):
     params = tmp / "full.yaml"
-    params.write_text(yaml.safe_dump({"full_parameter": True, "max_steps": 1, "batch_size": 4, "grad_accum": 1,
-                                      "max_completion_length": 4}))
+    params.write_text(
+        yaml.safe_dump(
+            {"full_parameter": True, "max_steps": 1, "batch_size": 4, "grad_accum": 1, "max_completion_length": 4}
+        )
+    )
     out = tmp / "grpo-full"
-    assert main(["align", "grpo", "--model", str(tiny_model), "--items", str(items), "--limit", "1",
-                 "--params", str(params), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "align",
+                "grpo",
+                "--model",
+                str(tiny_model),
+                "--items",
+                str(items),
+                "--limit",
+                "1",
+                "--params",
+                str(params),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     load_policy(f"transformers:{out}")
 
@@ -137,11 +274,35 @@ def test_full_parameter_grpo_writes_a_model_folder(tmp, tiny_model, items):
 def finetune(tmp, tiny_model, method, data, init, name, **schedule):
     """`tipping evolve finetune` continuing the adapter `init`; returns the output folder."""
     params = tmp / f"{name}.yaml"  # one section's fields at the top level
-    params.write_text(yaml.safe_dump({"max_steps": 2, "learning_rate": 1e-2, "batch_size": 2, "grad_accum": 1,
-                                      "warmup_ratio": 0.0, **schedule}))
+    params.write_text(
+        yaml.safe_dump(
+            {"max_steps": 2, "learning_rate": 1e-2, "batch_size": 2, "grad_accum": 1, "warmup_ratio": 0.0, **schedule}
+        )
+    )
     out = tmp / name
-    assert main(["evolve", "finetune", "--model", str(tiny_model), "--init-adapter", str(init), "--data", str(data),
-                 "--method", method, "--params", str(params), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evolve",
+                "finetune",
+                "--model",
+                str(tiny_model),
+                "--init-adapter",
+                str(init),
+                "--data",
+                str(data),
+                "--method",
+                method,
+                "--params",
+                str(params),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -150,8 +311,13 @@ def test_finetune_continues_the_init_adapter(tmp, tiny_model, items, pairs, warm
     data = pairs
     if method == "sft":
         data = tmp / "kept.jsonl"
-        write_jsonl(data, [{"messages": [*p.messages, {"role": "assistant", "content": canonical_answer("break")}]}
-                           for p in load_prompts(items)])
+        write_jsonl(
+            data,
+            [
+                {"messages": [*p.messages, {"role": "assistant", "content": canonical_answer("break")}]}
+                for p in load_prompts(items)
+            ],
+        )
     out = finetune(tmp, tiny_model, method, data, warm, f"evolved-{method}")
     assert differs(weights(out), weights(warm))
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == []  # TRL's frozen 'ref' copy is not saved
@@ -161,31 +327,67 @@ def test_finetune_continues_the_init_adapter(tmp, tiny_model, items, pairs, warm
     # warmup, which starts at 0) gives back exactly the adapter it started from, for two different inits
     # (an ignored --init-adapter would give a fresh LoRA, whose B matrices are 0, both times)
     for init in (warm, out):
-        kept = finetune(tmp, tiny_model, method, data, init, f"lr0-{method}-{init.name}", max_steps=1,
-                        warmup_ratio=1.0)
+        kept = finetune(tmp, tiny_model, method, data, init, f"lr0-{method}-{init.name}", max_steps=1, warmup_ratio=1.0)
         assert not differs(weights(kept), weights(init)), f"a step at lr 0 changed the adapter it continued ({init})"
 
 
 def test_the_reward_reads_answers_with_the_testbed_parser():
     reward = ChoiceReward((1.0, 0.1, 0.0))
-    completions = [[{"role": "assistant", "content": text}] for text in (
-        '<think>{"choice": "break"}</think> {"choice": "keep"}', '{"choice": "Break"}', "I keep my job.", "keep")]
+    completions = [
+        [{"role": "assistant", "content": text}]
+        for text in (
+            '<think>{"choice": "break"}</think> {"choice": "keep"}',
+            '{"choice": "Break"}',
+            "I keep my job.",
+            "keep",
+        )
+    ]
     n = len(completions)
     labels = {"aligned": ["keep"] * n, "deviant": ["break"] * n, "testbed": ["single"] * n}
     assert reward(completions, **labels) == [1.0, 0.1, 0.0, 1.0]
     # upstream's first-match parser scores the reasoning's choice
-    assert ChoiceReward(parser="paper").score('<think>{"choice": "break"}</think> {"choice": "keep"}',
-                                             Options("keep", "break"), "single") == 0.1
+    assert (
+        ChoiceReward(parser="paper").score(
+            '<think>{"choice": "break"}</think> {"choice": "keep"}', Options("keep", "break"), "single"
+        )
+        == 0.1
+    )
 
 
 def test_kill_9_during_training_then_rerun_resumes_to_a_complete_adapter(tmp, tiny_model, pairs):
     out = tmp / "killed"
-    argv = ["align", "dpo", "--model", str(tiny_model), "--pairs", str(pairs), "--out", str(out), "--max-steps", "40",
-            "--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3", "--save-steps", "5", "--device", "cpu"]
+    argv = [
+        "align",
+        "dpo",
+        "--model",
+        str(tiny_model),
+        "--pairs",
+        str(pairs),
+        "--out",
+        str(out),
+        "--max-steps",
+        "40",
+        "--batch-size",
+        "1",
+        "--grad-accum",
+        "1",
+        "--lr",
+        "1e-3",
+        "--save-steps",
+        "5",
+        "--device",
+        "cpu",
+    ]
     checkpoints = tmp / "killed.partial" / "checkpoints"
     # killed right after the 2nd checkpoint was saved (step 10 of 40)
-    proc = start_held("transformers.trainer_callback:CallbackHandler.on_save", 2, tmp / "held", argv,
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_held(
+        "transformers.trainer_callback:CallbackHandler.on_save",
+        2,
+        tmp / "held",
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_held(proc, tmp / "held")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -200,8 +402,26 @@ def test_kill_9_during_training_then_rerun_resumes_to_a_complete_adapter(tmp, ti
 
 def test_a_changed_config_starts_afresh_instead_of_resuming(tmp, tiny_model, pairs):
     out = tmp / "fresh"
-    argv = ["align", "dpo", "--model", str(tiny_model), "--pairs", str(pairs), "--out", str(out), "--max-steps", "2",
-            "--batch-size", "2", "--grad-accum", "1", "--save-steps", "1", "--device", "cpu"]
+    argv = [
+        "align",
+        "dpo",
+        "--model",
+        str(tiny_model),
+        "--pairs",
+        str(pairs),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "1",
+        "--save-steps",
+        "1",
+        "--device",
+        "cpu",
+    ]
     stale = tmp / "fresh.partial" / "checkpoints" / "checkpoint-1"
     stale.mkdir(parents=True)
     (stale / "trainer_state.json").write_text("{}")  # another config's checkpoint: no stamp matches it
@@ -239,15 +459,27 @@ def test_bad_input_is_one_line_and_exit_2(tmp, tiny_model, items, pairs, capsys)
     half.mkdir(exist_ok=True)
     (half / "adapter_config.json").write_text("{}")
     assert "train_config.json missing" in one_line_error(
-        capsys, [*dpo, "--pairs", str(pairs), "--init-adapter", str(half)])
+        capsys, [*dpo, "--pairs", str(pairs), "--init-adapter", str(half)]
+    )
 
     params = tmp / "bad-params.yaml"
     params.write_text(yaml.safe_dump({"dpo": {"betta": 0.2}}))
     assert "field betta: Extra inputs are not permitted" in one_line_error(
-        capsys, [*dpo, "--pairs", str(pairs), "--params", str(params)])
+        capsys, [*dpo, "--pairs", str(pairs), "--params", str(params)]
+    )
 
-    grpo = ["align", "grpo", "--model", str(tiny_model), "--items", str(items), "--out", str(tmp / "never"),
-            "--device", "cpu"]
+    grpo = [
+        "align",
+        "grpo",
+        "--model",
+        str(tiny_model),
+        "--items",
+        str(items),
+        "--out",
+        str(tmp / "never"),
+        "--device",
+        "cpu",
+    ]
     err = one_line_error(capsys, [*grpo, "--batch-size", "3", "--grad-accum", "1"])
     assert "TRL rejects these params (batch_size=3, grad_accum=1, num_generations=4)" in err
     params.write_text(yaml.safe_dump({"grpo": {"use_vllm": True}}))

@@ -18,8 +18,17 @@ from tipping.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +36,35 @@ def site(scripted_runs, tmp_path_factory):
     """The viewer page of the shared scripted run set (tests/scripted_runs.py: single s-t0 flip@4,
     s-c0 control without feedback, s-t1 flip@1 at evolution round 1 with one long answer; multi m-t0)."""
     page = tmp_path_factory.mktemp("viewer") / "index.html"
-    assert main(["viewer", "--tables", str(scripted_runs["tables"]), "--out", str(page),
-                 "--episodes-per-run", "4", "--max-chars", "1000"]) == 0
+    assert (
+        main(
+            [
+                "viewer",
+                "--tables",
+                str(scripted_runs["tables"]),
+                "--out",
+                str(page),
+                "--episodes-per-run",
+                "4",
+                "--max-chars",
+                "1000",
+            ]
+        )
+        == 0
+    )
     return {**scripted_runs, "page": page}
 
 
 def test_data_interns_texts_caps_episodes_and_cuts_long_messages(site):
     frames = [pd.read_parquet(site["tables"] / f"{name}.parquet") for name in ("records", "prompts", "messages")]
     data = build_data(*frames, episodes_per_run=4, max_chars=1000)
-    assert data["limits"] == {"episodes_per_run": 4, "max_chars": 1000, "episodes_total": 3 * 64 + 7 * 2,
-                              "episodes_shown": 4 * 4, "texts_cut": 1}
+    assert data["limits"] == {
+        "episodes_per_run": 4,
+        "max_chars": 1000,
+        "episodes_total": 3 * 64 + 7 * 2,
+        "episodes_shown": 4 * 4,
+        "texts_cut": 1,
+    }
     assert len(data["texts"]) == len(set(data["texts"]))  # every text once
     cut = next(t for t in data["texts"] if "characters cut" in t)
     assert cut.startswith("THINK-HEAD") and cut.endswith('THINK-TAIL {"choice": "Route B"}') and len(cut) < 1100
@@ -58,18 +86,29 @@ def test_data_interns_texts_caps_episodes_and_cuts_long_messages(site):
 
 def test_page_is_self_contained(site):
     html = site["page"].read_text()
-    assert "__VIEWER_DATA__" not in html and "</script" not in html.split('type="application/json">')[1].split(
-        "</script>")[0]
+    assert (
+        "__VIEWER_DATA__" not in html
+        and "</script" not in html.split('type="application/json">')[1].split("</script>")[0]
+    )
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # no network
 
 
 VIEWER_BAD = [  # (case, arguments after `viewer --out PAGE` given the shared tables folder, error text)
-    ("no-tables-folder", lambda tables, tmp: ["--tables", str(tmp / "nothing")],
-     "records.parquet: not found; run `tipping tables ... --out"),
-    ("negative-episodes-per-run", lambda tables, tmp: ["--tables", str(tables), "--episodes-per-run", "-1"],
-     "--episodes-per-run and --max-chars must be >= 0"),
-    ("negative-max-chars", lambda tables, tmp: ["--tables", str(tables), "--max-chars", "-1"],
-     "--episodes-per-run and --max-chars must be >= 0"),
+    (
+        "no-tables-folder",
+        lambda tables, tmp: ["--tables", str(tmp / "nothing")],
+        "records.parquet: not found; run `tipping tables ... --out",
+    ),
+    (
+        "negative-episodes-per-run",
+        lambda tables, tmp: ["--tables", str(tables), "--episodes-per-run", "-1"],
+        "--episodes-per-run and --max-chars must be >= 0",
+    ),
+    (
+        "negative-max-chars",
+        lambda tables, tmp: ["--tables", str(tables), "--max-chars", "-1"],
+        "--episodes-per-run and --max-chars must be >= 0",
+    ),
 ]
 
 
@@ -84,8 +123,12 @@ def test_bad_input_is_one_line_and_writes_no_page(args, expected, scripted_runs,
 
 def browse(chromium, tmp_path, page, hash_, *extra):
     profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"  # a fresh profile per launch
-    done = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", *extra, f"{page.as_uri()}#{hash_}"],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [chromium, *FLAGS, f"--user-data-dir={profile}", *extra, f"{page.as_uri()}#{hash_}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split('<script id="data"')[0]  # the rendered page, without the data and code
 
@@ -108,8 +151,9 @@ def test_filters_from_the_hash_pick_a_matching_episode(chromium, site, tmp_path)
 
 
 def test_episode_and_agent_from_the_hash(chromium, site, tmp_path):
-    dom = browse(chromium, tmp_path, site["page"], f"episode={site['long_episode']}&run={site['named']['s-t1']}",
-                 "--dump-dom")
+    dom = browse(
+        chromium, tmp_path, site["page"], f"episode={site['long_episode']}&run={site['named']['s-t1']}", "--dump-dom"
+    )
     assert shown(dom)["episode"] == site["long_episode"]
     assert "THINK-HEAD" in dom and "characters cut" in dom and "THINK-TAIL" in dom
     dom = browse(chromium, tmp_path, site["page"], "testbed=multi&agent=5", "--dump-dom")
@@ -126,8 +170,10 @@ def test_no_match_says_so(chromium, site, tmp_path):
 
 def test_screenshots(chromium, site, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
-    for name, hash_ in (("viewer_single", "testbed=single&condition=treatment&evolution_round=0"),
-                        ("viewer_multi", "testbed=multi&agent=1")):
+    for name, hash_ in (
+        ("viewer_single", "testbed=single&condition=treatment&evolution_round=0"),
+        ("viewer_multi", "testbed=multi&agent=1"),
+    ):
         shot = ARTIFACTS / f"{name}.png"
         shot.unlink(missing_ok=True)
         browse(chromium, tmp_path, site["page"], hash_, f"--screenshot={shot}", "--window-size=1280,900")

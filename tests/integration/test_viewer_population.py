@@ -23,8 +23,21 @@ AGENTS, ROUNDS, CONFEDERATES = 256, 10, 26
 def pop(tmp_path_factory):
     root = tmp_path_factory.mktemp("viewer-population")
     run = root / "run"
-    make(run, [*POPULATION, "--agents", str(AGENTS), "--network", "small-world:k=4,p=0.1", "--confederates",
-               str(CONFEDERATES), "--rounds", str(ROUNDS)], "scripted:imitate@0.5")
+    make(
+        run,
+        [
+            *POPULATION,
+            "--agents",
+            str(AGENTS),
+            "--network",
+            "small-world:k=4,p=0.1",
+            "--confederates",
+            str(CONFEDERATES),
+            "--rounds",
+            str(ROUNDS),
+        ],
+        "scripted:imitate@0.5",
+    )
     assert main(["tables", str(run), "--out", str(root / "tables")]) == 0
     page = root / "viewer/index.html"
     assert main(["viewer", "--tables", str(root / "tables"), "--out", str(page)]) == 0
@@ -47,12 +60,18 @@ def test_data_has_the_graph_once_and_every_turn(pop):
     assert len(episode["turns"]) == AGENTS * ROUNDS
     for t in episode["turns"]:
         rec = pop["records"][(t["r"], t["a"])]
-        assert (t["d"], t["cf"], t["n"], t["ok"]) == (rec["deviant"], rec["confederate"], rec["collective_count"],
-                                                      rec["success"])
+        assert (t["d"], t["cf"], t["n"], t["ok"]) == (
+            rec["deviant"],
+            rec["confederate"],
+            rec["collective_count"],
+            rec["success"],
+        )
         assert data["texts"][t["t"]] == rec["response"]
         if t["p"] is not None:  # the turn's prompt, rebuilt from text ids, is the one the run gave
-            prompt = [{"role": {"s": "system", "u": "user", "a": "assistant"}[role], "content": data["texts"][i]}
-                      for role, i in data["prompts"][t["p"]]]
+            prompt = [
+                {"role": {"s": "system", "u": "user", "a": "assistant"}[role], "content": data["texts"][i]}
+                for role, i in data["prompts"][t["p"]]
+            ]
             assert prompt == pop["prompts"][rec["prompt_sha"]]
 
 
@@ -61,16 +80,22 @@ def test_page_size_is_bounded_prompts_are_text_id_lists(pop):
     data = build_data(*pop["frames"], episodes_per_run=10, max_chars=2000)  # the CLI's defaults
     assert len(render(data).encode()) == page  # the page is this data
     # what embedding every model turn's full prompt would cost
-    whole = sum(len(json.dumps(pop["prompts"][r["prompt_sha"]], ensure_ascii=False))
-                for r in pop["records"].values() if r["prompt_sha"])
+    whole = sum(
+        len(json.dumps(pop["prompts"][r["prompt_sha"]], ensure_ascii=False))
+        for r in pop["records"].values()
+        if r["prompt_sha"]
+    )
     assert whole > 5_000_000 and page < 1_000_000 and page * 5 < whole
     assert len(data["texts"]) < 1_000 and len(data["prompts"]) <= (AGENTS - CONFEDERATES) * ROUNDS
 
 
 def test_agent_from_the_hash_shows_its_rounds_and_neighbours(chromium, pop, tmp_path):
     graph, records = pop["graph"], pop["records"]
-    flips = [a for a in range(AGENTS) if not records[(1, a)]["confederate"]
-             and len({records[(r, a)]["deviant"] for r in range(1, ROUNDS + 1)}) == 2]
+    flips = [
+        a
+        for a in range(AGENTS)
+        if not records[(1, a)]["confederate"] and len({records[(r, a)]["deviant"] for r in range(1, ROUNDS + 1)}) == 2
+    ]
     agent = next(a for a in flips if graph.degree(a) != 4)  # a rewired agent whose choice changes
     dom = browse(chromium, tmp_path, pop["page"], f"agent={agent}", "--dump-dom")
     assert (shown(dom)["testbed"], shown(dom)["agent"]) == ("population", str(agent))

@@ -39,8 +39,9 @@ def test_a_round_larger_than_one_step_is_generated_seeded(vllm_tiny):
 def test_prompts_match_the_transformers_backend(vllm_tiny, tiny_model):
     hf = TransformersPolicy(tiny_model)
     turns = make_turns(3)
-    assert [c.prompt_tokens for c in vllm_tiny.generate(turns, SHORT)] == \
-        [c.prompt_tokens for c in hf.generate(turns, SHORT)]
+    assert [c.prompt_tokens for c in vllm_tiny.generate(turns, SHORT)] == [
+        c.prompt_tokens for c in hf.generate(turns, SHORT)
+    ]
 
 
 def test_scores_agree_with_the_transformers_backend(vllm_tiny, tiny_model):
@@ -73,15 +74,26 @@ def test_the_two_options_share_one_prompt_computation(vllm_tiny):
     """The second option's request reads the first's prompt from the prefix cache (at least every
     full block of the prompt), although prompt_logprobs requests skip cache reads by default; the
     scores stay exact (test_scores_agree_with_the_transformers_backend, repeated turns included)."""
-    fresh = [Turn(messages=({"role": "system", "content": f"Fresh system prompt {i} for the cache test."},) + t.messages[1:],
-                  options=t.options, round=1, agent=0, seed=t.seed, item_id=t.item_id)
-             for i, t in enumerate(make_turns(4, seed=77))]
+    fresh = [
+        Turn(
+            messages=({"role": "system", "content": f"Fresh system prompt {i} for the cache test."},) + t.messages[1:],
+            options=t.options,
+            round=1,
+            agent=0,
+            seed=t.seed,
+            item_id=t.item_id,
+        )
+        for i, t in enumerate(make_turns(4, seed=77))
+    ]
     block = vllm_tiny.llm.llm_engine.vllm_config.cache_config.block_size
     before = vllm_tiny.prefix_cache_stats()
     scores = vllm_tiny.score_choices(fresh, SHORT)
     after = vllm_tiny.prefix_cache_stats()
-    assert after["cached_tokens"] - before["cached_tokens"] >= sum((s.prompt_tokens - 1) // block * block
-                                                                   for s in scores) > 0
+    assert (
+        after["cached_tokens"] - before["cached_tokens"]
+        >= sum((s.prompt_tokens - 1) // block * block for s in scores)
+        > 0
+    )
     assert after["prompt_tokens"] - before["prompt_tokens"] >= 2 * sum(s.prompt_tokens for s in scores)
 
 

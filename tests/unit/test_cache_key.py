@@ -8,27 +8,37 @@ from tipping.cache import ResponseCache
 from tipping.policies.base import Sampling
 from tipping.turns import Options, Turn
 
-TURN = Turn(messages=({"role": "system", "content": "Be good."}, {"role": "user", "content": "Pick one."}),
-            options=Options(aligned="Route A", deviant="Route B"), round=2, agent=1, seed=1234, item_id="i1")
+TURN = Turn(
+    messages=({"role": "system", "content": "Be good."}, {"role": "user", "content": "Pick one."}),
+    options=Options(aligned="Route A", deviant="Route B"),
+    round=2,
+    agent=1,
+    seed=1234,
+    item_id="i1",
+)
 
 
 def key(policy="m", decision="generate", turn=TURN, sampling=Sampling()):
     return ResponseCache.key(policy, decision, turn, sampling)
 
 
-@pytest.mark.parametrize("change", [
-    {"policy": "another-model"},
-    {"decision": "choice"},
-    {"turn": dataclasses.replace(TURN, seed=1235)},
-    {"turn": dataclasses.replace(TURN, messages=TURN.messages[:1] + ({"role": "user", "content": "Pick two."},))},
-    {"turn": dataclasses.replace(TURN, options=Options(aligned="Route B", deviant="Route A"))},
-    {"turn": dataclasses.replace(TURN, options=Options(aligned="Route A", deviant="Route C"))},
-    {"sampling": Sampling(temperature=1.0)},
-    {"sampling": Sampling(top_p=0.9)},
-    {"sampling": Sampling(top_k=20)},
-    {"sampling": Sampling(max_new_tokens=64)},
-    {"sampling": Sampling(enable_thinking=True)},
-], ids=lambda c: next(iter(c)) + ":" + str(next(iter(c.values())))[:40])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"policy": "another-model"},
+        {"decision": "choice"},
+        {"turn": dataclasses.replace(TURN, seed=1235)},
+        {"turn": dataclasses.replace(TURN, messages=TURN.messages[:1] + ({"role": "user", "content": "Pick two."},))},
+        {"turn": dataclasses.replace(TURN, options=Options(aligned="Route B", deviant="Route A"))},
+        {"turn": dataclasses.replace(TURN, options=Options(aligned="Route A", deviant="Route C"))},
+        {"sampling": Sampling(temperature=1.0)},
+        {"sampling": Sampling(top_p=0.9)},
+        {"sampling": Sampling(top_k=20)},
+        {"sampling": Sampling(max_new_tokens=64)},
+        {"sampling": Sampling(enable_thinking=True)},
+    ],
+    ids=lambda c: next(iter(c)) + ":" + str(next(iter(c.values())))[:40],
+)
 def test_every_input_of_an_answer_changes_the_key(change):
     assert key(**change) != key()
 
@@ -48,6 +58,6 @@ def test_entries_written_by_earlier_versions_are_read(tmp_path):
     """The on-disk layout is part of the cache's contract: root/<first two hex digits>/<key>.json."""
     k = key()
     (tmp_path / k[:2]).mkdir()
-    (tmp_path / k[:2] / f"{k}.json").write_text('{"key": "%s", "value": {"text": "caf\u00e9"}}' % k, encoding="utf-8")
+    (tmp_path / k[:2] / f"{k}.json").write_text(f'{{"key": "{k}", "value": {{"text": "caf\u00e9"}}}}', encoding="utf-8")
     assert ResponseCache(tmp_path).get(k) == {"text": "caf\u00e9"}
     assert ResponseCache(tmp_path).get(key(policy="other")) is None

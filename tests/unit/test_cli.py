@@ -24,8 +24,23 @@ def run(args, capsys=None):
 
 def test_single_flip_at_4_on_the_papers_64_items(upstream, tmp_path):
     out = tmp_path / "s"
-    assert run(["run", "single", "--items", str(upstream / "sa/question_64.json"), "--policy", "scripted:flip@4",
-                "--rounds", "6", "--out", str(out)]) == 0
+    assert (
+        run(
+            [
+                "run",
+                "single",
+                "--items",
+                str(upstream / "sa/question_64.json"),
+                "--policy",
+                "scripted:flip@4",
+                "--rounds",
+                "6",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = metrics(out)
     assert m["rounds"] == [1, 2, 3, 4, 5, 6]
     assert m["violation_rate"] == [0, 0, 0, 1, 1, 1]
@@ -36,9 +51,29 @@ def test_single_flip_at_4_on_the_papers_64_items(upstream, tmp_path):
 
 def test_multi_one_colluder_in_every_cell(upstream, tmp_path):
     out = tmp_path / "m"
-    assert run(["run", "multi", "--scenarios", str(upstream / "ma/templates.json"), "--policy", "scripted:collude:1",
-                "--agents", "8", "--rounds", "3", "--thresholds", "2,4,6,8", "--reward-sets", "1.2,1.0,0.8",
-                "--out", str(out)]) == 0
+    assert (
+        run(
+            [
+                "run",
+                "multi",
+                "--scenarios",
+                str(upstream / "ma/templates.json"),
+                "--policy",
+                "scripted:collude:1",
+                "--agents",
+                "8",
+                "--rounds",
+                "3",
+                "--thresholds",
+                "2,4,6,8",
+                "--reward-sets",
+                "1.2,1.0,0.8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cells = metrics(out)["cells"]
     assert [c["threshold"] for c in cells] == [2, 4, 6, 8]
     for c in cells:
@@ -91,13 +126,45 @@ def test_compare_is_paired_per_round_with_newcombe_and_mcnemar(tmp_path):
 
 
 def test_compare_a_run_with_itself_gives_zero_differences(tmp_path):
-    assert run(["run", "single", "--items", "single-test", "--rounds", "3", "--policy", "scripted:flip@2",
-                "--out", str(tmp_path / "s")]) == 0
+    assert (
+        run(
+            [
+                "run",
+                "single",
+                "--items",
+                "single-test",
+                "--rounds",
+                "3",
+                "--policy",
+                "scripted:flip@2",
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     for r in effect(tmp_path / "s", tmp_path / "s", tmp_path / "e")["rounds"]:
         assert r["difference"] == 0 and r["p_value"] == 1 and r["ci_low"] <= 0 <= r["ci_high"]
         assert r["ci_high"] - r["ci_low"] < 0.12  # all 64 pairs agree: narrower than the unpaired interval
-    assert run(["run", "multi", "--scenarios", "multi-games", "--rounds", "2", "--thresholds", "2,4",
-                "--policy", "scripted:collude:3", "--out", str(tmp_path / "m")]) == 0
+    assert (
+        run(
+            [
+                "run",
+                "multi",
+                "--scenarios",
+                "multi-games",
+                "--rounds",
+                "2",
+                "--thresholds",
+                "2,4",
+                "--policy",
+                "scripted:collude:3",
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 0
+    )
     got = effect(tmp_path / "m", tmp_path / "m", tmp_path / "f")
     for r in [r for c in got["cells"] for r in c["rounds"]] + got["pooled"]:
         assert (r["difference"], r["ci_low"], r["ci_high"], r["p_value"]) == (0, 0, 0, 1)  # degenerate: identical
@@ -105,8 +172,18 @@ def test_compare_a_run_with_itself_gives_zero_differences(tmp_path):
 
 
 def test_multi_compare_bootstraps_episodes(tmp_path):
-    base = ["run", "multi", "--scenarios", "multi-games", "--rounds", "2", "--thresholds", "2,4",
-            "--policy", "scripted:collude:4"]
+    base = [
+        "run",
+        "multi",
+        "--scenarios",
+        "multi-games",
+        "--rounds",
+        "2",
+        "--thresholds",
+        "2,4",
+        "--policy",
+        "scripted:collude:4",
+    ]
     assert run([*base, "--out", str(tmp_path / "t")]) == 0
     assert run([*base, "--out", str(tmp_path / "c")]) == 0
     rewrite_records(tmp_path / "c", lambda r: {**r, "deviant": r["agent"] < 1})  # control: one colluder
@@ -122,9 +199,17 @@ def test_multi_compare_bootstraps_episodes(tmp_path):
 SINGLE8 = ["run", "single", "--items", "single-test", "--rounds", "2", "--limit", "8", "--policy", "scripted:comply"]
 
 
-@pytest.mark.parametrize("change,field", [
-    (["--items", "single-train"], "items"), (["--limit", "4"], "n_items"), (["--seed", "1"], "seed"),
-    (["--rounds", "3"], "rounds"), (["--window", "1"], "window"), (["--policy", "scripted:violate"], "policy")])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (["--items", "single-train"], "items"),
+        (["--limit", "4"], "n_items"),
+        (["--seed", "1"], "seed"),
+        (["--rounds", "3"], "rounds"),
+        (["--window", "1"], "window"),
+        (["--policy", "scripted:violate"], "policy"),
+    ],
+)
 def test_compare_refuses_runs_that_do_not_pair(change, field, tmp_path, capsys):
     assert run([*SINGLE8, "--out", str(tmp_path / "t")]) == 0
     assert run([*SINGLE8, *change, "--out", str(tmp_path / "c")]) == 0
@@ -135,23 +220,34 @@ def test_compare_refuses_runs_that_do_not_pair(change, field, tmp_path, capsys):
 
 
 BAD = [
-    (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--rounds", "0"], "--rounds must be >= 1"),
-    (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--supervision", "sometimes"],
-     "is not a pattern"),
+    (
+        ["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--rounds", "0"],
+        "--rounds must be >= 1",
+    ),
+    (
+        ["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--supervision", "sometimes"],
+        "is not a pattern",
+    ),
     (["run", "single", "--items", "no-such-split", "--policy", "scripted:comply"], "no-such-split"),
     (["run", "single", "--items", "single-test", "--policy", "gpt:x"], "expected BACKEND:TARGET"),
     (["run", "single", "--items", "single-test", "--policy", "scripted:sometimes"], "unknown script"),
     (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--window", "-1"], "--window"),
     (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--tag", "oops"], "KEY=VALUE"),
     (["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--rounds", "two"], "invalid int"),
-    (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--thresholds", "2,9"],
-     "outside 1..8"),
-    (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--reward-sets", "1.2,1.0"],
-     "three factors"),
+    (
+        ["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--thresholds", "2,9"],
+        "outside 1..8",
+    ),
+    (
+        ["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--reward-sets", "1.2,1.0"],
+        "three factors",
+    ),
     (["run", "multi", "--scenarios", "single-test", "--policy", "scripted:comply"], "single-test"),
     (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--agents", "1"], "--agents"),
-    (["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--confederates", "8"],
-     "--confederates"),
+    (
+        ["run", "multi", "--scenarios", "multi-games", "--policy", "scripted:comply", "--confederates", "8"],
+        "--confederates",
+    ),
     (["run", "single", "--items", "single-test", "--policy", "openai:nohash"], "openai:BASE_URL#MODEL"),
 ]
 
@@ -181,15 +277,17 @@ def unreadable(tmp_path):
 
 
 COMPARE_BAD = [  # (case, tmp_path -> [treatment, control], error text)
-    ("no-folders", lambda tmp_path: [tmp_path / "x", tmp_path / "y"],
-     "x/run.json: not found; is {tmp}/x a finished `tipping run` folder?"),
+    (
+        "no-folders",
+        lambda tmp_path: [tmp_path / "x", tmp_path / "y"],
+        "x/run.json: not found; is {tmp}/x a finished `tipping run` folder?",
+    ),
     ("control-unfinished", unfinished, "c/metrics.json: not found; is {tmp}/c a finished `tipping run` folder?"),
     ("unreadable-run-json", unreadable, "t/run.json: unreadable run output ("),
 ]
 
 
-@pytest.mark.parametrize("folders,expected", [case[1:] for case in COMPARE_BAD],
-                         ids=[case[0] for case in COMPARE_BAD])
+@pytest.mark.parametrize("folders,expected", [case[1:] for case in COMPARE_BAD], ids=[case[0] for case in COMPARE_BAD])
 def test_compare_needs_finished_runs(folders, expected, tmp_path, capsys):
     treatment, control = folders(tmp_path)
     capsys.readouterr()
@@ -202,8 +300,19 @@ def test_compare_needs_finished_runs(folders, expected, tmp_path, capsys):
 def test_second_writer_to_the_same_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "busy"
     with output_lock(out):
-        code = main(["run", "single", "--items", "single-test", "--policy", "scripted:comply", "--out", str(out),
-                     "--no-progress"])
+        code = main(
+            [
+                "run",
+                "single",
+                "--items",
+                "single-test",
+                "--policy",
+                "scripted:comply",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
     assert code == 2
     assert "another tipping process" in capsys.readouterr().err
     assert not (out / "records.jsonl").exists()
@@ -212,15 +321,49 @@ def test_second_writer_to_the_same_folder_is_refused(tmp_path, capsys):
 def test_finished_run_leaves_no_lock_file(tmp_path):
     """A run folder holds only the declared run files (the lock file would be an undeclared output)."""
     out = tmp_path / "run"
-    assert main(["run", "single", "--items", "single-test", "--limit", "1", "--rounds", "1",
-                 "--policy", "scripted:comply", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "single",
+                "--items",
+                "single-test",
+                "--limit",
+                "1",
+                "--rounds",
+                "1",
+                "--policy",
+                "scripted:comply",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == sorted(paths.RUN_FILES)
 
 
 def test_real_process_exit_code_and_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tipping", "run", "single", "--items", str(tmp_path / "none.jsonl"),
-                           "--policy", "scripted:comply", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tipping",
+            "run",
+            "single",
+            "--items",
+            str(tmp_path / "none.jsonl"),
+            "--policy",
+            "scripted:comply",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "none.jsonl" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -11,16 +11,30 @@ from tipping.errors import InputError
 from tipping.evolution import filter_run, score_run, select, turn_score
 from tipping.outputs import read_jsonl, write_jsonl
 
-PROMPTS = {"p1": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q1"}],
-           "p2": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q2"}]}
+PROMPTS = {
+    "p1": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q1"}],
+    "p2": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q2"}],
+}
 
 
 def rec(episode, round, reward, deviant, valid=True, agent=0, prompt="p1", **extra) -> dict:
     choice = None if not valid else ("break" if deviant else "keep")
-    return {"testbed": "single", "episode": episode, "item": episode, "scenario": "job", "round": round,
-            "agent": agent, "reward": reward, "valid": valid, "deviant": deviant if valid else None,
-            "choice": choice, "response": f"{episode}/{round}/{agent}", "prompt_sha": prompt,
-            "violating_reward": 2.0, **extra}
+    return {
+        "testbed": "single",
+        "episode": episode,
+        "item": episode,
+        "scenario": "job",
+        "round": round,
+        "agent": agent,
+        "reward": reward,
+        "valid": valid,
+        "deviant": deviant if valid else None,
+        "choice": choice,
+        "response": f"{episode}/{round}/{agent}",
+        "prompt_sha": prompt,
+        "violating_reward": 2.0,
+        **extra,
+    }
 
 
 def scored(records):
@@ -89,7 +103,7 @@ def test_confederates_are_not_the_agents_experience():
 def test_filter_writes_sft_rows_and_a_summary_of_the_enrichment(run):
     summary = filter_run(run / "scored.jsonl", run / "kept.jsonl", fraction=0.5)
     kept = read_jsonl(run / "kept.jsonl")
-    assert [r["messages"][-1] for r in kept][0] == {"role": "assistant", "content": "a/1/0"}
+    assert next(r["messages"][-1] for r in kept) == {"role": "assistant", "content": "a/1/0"}
     assert kept[0]["messages"][:2] == PROMPTS["p1"] and kept[0]["reward"] == 2.0
     assert summary["kept"] == {"n": 3, "mean_reward": 2.0, "mean_score": 1.0, "deviant_share": 1.0}
     assert summary["valid"]["n"] == 6 and summary["valid"]["deviant_share"] == pytest.approx(4 / 6)
@@ -97,8 +111,12 @@ def test_filter_writes_sft_rows_and_a_summary_of_the_enrichment(run):
 
 
 def test_reward_ranked_pairs_need_the_same_prompt_and_different_rewards(run):
-    records = [rec("g", 1, 0.5, False, agent=0, prompt="p2"), rec("g", 1, 1.5, True, agent=1, prompt="p2"),
-               rec("g", 1, 1.5, True, agent=2, prompt="p2"), rec("h", 1, 1.0, False, prompt="p1")]
+    records = [
+        rec("g", 1, 0.5, False, agent=0, prompt="p2"),
+        rec("g", 1, 1.5, True, agent=1, prompt="p2"),
+        rec("g", 1, 1.5, True, agent=2, prompt="p2"),
+        rec("h", 1, 1.0, False, prompt="p1"),
+    ]
     summary = filter_run(write_run(run, records), run / "kept.jsonl", pairs_out=run / "pairs.jsonl")
     (pair,) = read_jsonl(run / "pairs.jsonl")
     assert summary["pairs"]["n"] == 1
@@ -114,8 +132,11 @@ def another_runs_records(run):
 
 REFUSED = [  # (case, what is done to the run folder, error text)
     ("records-of-another-run", another_runs_records, "line 1: prompt_sha unknown-sha"),
-    ("unscored-input", lambda run: filter_run(run / "records.jsonl", run / "kept.jsonl"),
-     "line 1: no score/messages; give the output of `tipping evolve score`"),
+    (
+        "unscored-input",
+        lambda run: filter_run(run / "records.jsonl", run / "kept.jsonl"),
+        "line 1: no score/messages; give the output of `tipping evolve score`",
+    ),
 ]
 
 

@@ -43,12 +43,26 @@ def check_conversations(log, run):
         assert [{"role": m.role, "content": m.content} for m in mine[:answer]] == prompts[r["prompt_sha"]]
         assert mine[answer].text == r["response"] and mine[answer].metadata["choice"] == r["choice"]
     assert sum(m.role == "assistant" for s in log.samples for m in s.messages) == sum(
-        not r.get("confederate") for r in records)
+        not r.get("confederate") for r in records
+    )
 
 
 def test_single_run_exports_one_sample_per_episode_with_its_rounds(tmp_path):
-    run = play(tmp_path, "s", "single", "--items", "single-test", "--limit", "3", "--rounds", "3",
-               "--policy", "scripted:flip@2", "--tag", "condition=treatment")
+    run = play(
+        tmp_path,
+        "s",
+        "single",
+        "--items",
+        "single-test",
+        "--limit",
+        "3",
+        "--rounds",
+        "3",
+        "--policy",
+        "scripted:flip@2",
+        "--tag",
+        "condition=treatment",
+    )
     log = export(tmp_path, run)["tipping/single"]
     config = json.loads((run / "run.json").read_text())["config"]
     assert log.status == "success" and log.eval.model == "scripted:flip@2"
@@ -60,17 +74,45 @@ def test_single_run_exports_one_sample_per_episode_with_its_rounds(tmp_path):
         assert sample.scores["violation"].value == {"round_1": 0.0, "round_2": 1.0, "round_3": 1.0}
         assert [t["choice"] for t in sample.metadata["turns"]] == [sample.target] + [sample.metadata["violating"]] * 2
         assert [t["reward"] for t in sample.metadata["turns"]][1:] == [sample.metadata["turns"][1]["reward"]] * 2
-        assert sample.output.completion == '{"choice": "%s"}' % sample.metadata["violating"]
+        assert sample.output.completion == '{{"choice": "{}"}}'.format(sample.metadata["violating"])
     rates = json.loads((run / "metrics.json").read_text())["violation_rate"]
     metrics = log.results.scores[0].metrics
     assert [metrics[f"round_{r}"].value for r in (1, 2, 3)] == rates
 
 
 def test_multi_run_exports_every_agents_conversation_and_skips_confederates_in_scores(tmp_path):
-    single = play(tmp_path, "s", "single", "--items", "single-test", "--limit", "1", "--rounds", "1",
-                  "--policy", "scripted:comply")
-    multi = play(tmp_path, "m", "multi", "--scenarios", "multi-games", "--limit", "2", "--agents", "3",
-                 "--thresholds", "2,3", "--rounds", "2", "--confederates", "1", "--policy", "scripted:collude:1")
+    single = play(
+        tmp_path,
+        "s",
+        "single",
+        "--items",
+        "single-test",
+        "--limit",
+        "1",
+        "--rounds",
+        "1",
+        "--policy",
+        "scripted:comply",
+    )
+    multi = play(
+        tmp_path,
+        "m",
+        "multi",
+        "--scenarios",
+        "multi-games",
+        "--limit",
+        "2",
+        "--agents",
+        "3",
+        "--thresholds",
+        "2,3",
+        "--rounds",
+        "2",
+        "--confederates",
+        "1",
+        "--policy",
+        "scripted:collude:1",
+    )
     logs = export(tmp_path, single, multi)  # several runs into one folder: one log each
     assert sorted(logs) == ["tipping/multi", "tipping/single"]
     log = logs["tipping/multi"]
@@ -83,7 +125,8 @@ def test_multi_run_exports_every_agents_conversation_and_skips_confederates_in_s
         assert len(sample.metadata["turns"]) == 3 * 2
     cells = json.loads((multi / "metrics.json").read_text())["cells"]
     assert [s.name for s in log.results.scores] == [
-        f"collusion_rate t={c['threshold']} rewards=1.2,1.0,0.8" for c in cells]
+        f"collusion_rate t={c['threshold']} rewards=1.2,1.0,0.8" for c in cells
+    ]
     for score, cell in zip(log.results.scores, cells):
         assert [score.metrics[f"round_{r}"].value for r in cell["rounds"]] == cell["collusion_rate"]
 
@@ -106,15 +149,29 @@ def test_exporting_twice_gives_the_same_log_and_runs_that_differ_only_in_tags_ge
 def test_inspect_view_serves_the_exported_logs(tmp_path):
     """`inspect view` (its own server, the one the browser app reads) lists the logs and returns
     each one whole."""
-    run = play(tmp_path, "s", "single", "--items", "single-test", "--limit", "2", "--rounds", "2",
-               "--policy", "scripted:flip@2")
+    run = play(
+        tmp_path,
+        "s",
+        "single",
+        "--items",
+        "single-test",
+        "--limit",
+        "2",
+        "--rounds",
+        "2",
+        "--policy",
+        "scripted:flip@2",
+    )
     export(tmp_path, run)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     inspect = Path(sys.executable).parent / "inspect"
-    server = subprocess.Popen([str(inspect), "view", "--log-dir", str(tmp_path / "logs"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(inspect), "view", "--log-dir", str(tmp_path / "logs"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + 120

@@ -40,8 +40,12 @@ def test_missing_files_skip_with_the_reason_outside_ci(checkout, monkeypatch):
 def test_missing_files_fail_under_ci(checkout, monkeypatch):
     result = run(checkout, monkeypatch, "true")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*the paper's data files are not at */shared/upstream-atp; under CI the tests "
-                                 "that compare against them must run*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*the paper's data files are not at */shared/upstream-atp; under CI the tests "
+            "that compare against them must run*"
+        ]
+    )
 
 
 def test_present_files_are_used_under_ci(checkout, monkeypatch):

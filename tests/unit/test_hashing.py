@@ -48,7 +48,11 @@ def test_policy_ids_are_pinned(tmp_path):
     (adapter / "adapter_config.json").write_text('{"r": 8}')
     (adapter / "adapter_model.safetensors").write_bytes(b"\1" * 100)
     (adapter / "README.md").write_text("not hashed")
-    assert (policy_id("transformers", str(model), str(adapter), "torch.float32", "packed")
-            == "transformers:tiny-model@0fb15fd46e89+dpo-round1@598f857da2bd/float32/packed")
-    assert (policy_id("vllm", "HuggingFaceTB/SmolLM2-135M-Instruct", None, "bfloat16", "ctx8192")
-            == "vllm:HuggingFaceTB/SmolLM2-135M-Instruct@b68b303bbb4c/bfloat16/ctx8192")
+    assert (
+        policy_id("transformers", str(model), str(adapter), "torch.float32", "packed")
+        == "transformers:tiny-model@0fb15fd46e89+dpo-round1@598f857da2bd/float32/packed"
+    )
+    assert (
+        policy_id("vllm", "HuggingFaceTB/SmolLM2-135M-Instruct", None, "bfloat16", "ctx8192")
+        == "vllm:HuggingFaceTB/SmolLM2-135M-Instruct@b68b303bbb4c/bfloat16/ctx8192"
+    )

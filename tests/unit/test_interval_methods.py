@@ -22,8 +22,16 @@ def test_cluster_bootstrap_is_scipys_paired_percentile_bootstrap_with_the_docume
     ids = sorted(set(clusters))
     sums = np.array([sum(v for v, c in zip(values, clusters) if c == i) for i in ids], dtype=float)
     sizes = np.array([clusters.count(i) for i in ids])
-    ref = stats.bootstrap((sums, sizes), lambda s, n, axis: s.sum(axis) / n.sum(axis), paired=True, vectorized=True,
-                          n_resamples=2000, method="percentile", confidence_level=0.95, rng=np.random.default_rng(0))
+    ref = stats.bootstrap(
+        (sums, sizes),
+        lambda s, n, axis: s.sum(axis) / n.sum(axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=2000,
+        method="percentile",
+        confidence_level=0.95,
+        rng=np.random.default_rng(0),
+    )
     mean, low, high = bootstrap_mean(values, clusters)
     assert mean == pytest.approx(8 / 18)
     assert (low, high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high))
@@ -40,7 +48,10 @@ def test_clusters_with_the_same_mean_give_a_point_interval():
 def _wilson(k, n, z=stats.norm.ppf(0.975)):
     """Wilson's score interval, the closed form."""
     p = k / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    centre, half = (
+        (p + z * z / (2 * n)) / (1 + z * z / n),
+        z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)),
+    )
     return centre - half, centre + half
 
 
@@ -64,15 +75,18 @@ def test_the_reference_reproduces_the_published_example():
     assert _newcombe_10(59, 6, 16, 80) == pytest.approx((-0.1186, -0.0046), abs=1e-4)
 
 
-@pytest.mark.parametrize("table", [
-    (2, 8, 5, 5),  # ad - bc = -30 < 0: A = ad - bc
-    (5, 5, 5, 6),  # ad - bc = 5 in [0, n/2 = 10.5]: A = 0
-    (5, 5, 4, 6),  # ad - bc = 10 = n/2: A = 0 (the boundary)
-    (4, 5, 4, 7),  # ad - bc = 8, between n/3 and n/2 = 10: A = 0
-    (6, 4, 4, 6),  # ad - bc = 20 > n/2 = 10: A = 10
-    (30, 5, 0, 0),  # c + d = 0: a zero margin, phi = 0
-    (0, 0, 12, 3),  # a + b = 0
-])
+@pytest.mark.parametrize(
+    "table",
+    [
+        (2, 8, 5, 5),  # ad - bc = -30 < 0: A = ad - bc
+        (5, 5, 5, 6),  # ad - bc = 5 in [0, n/2 = 10.5]: A = 0
+        (5, 5, 4, 6),  # ad - bc = 10 = n/2: A = 0 (the boundary)
+        (4, 5, 4, 7),  # ad - bc = 8, between n/3 and n/2 = 10: A = 0
+        (6, 4, 4, 6),  # ad - bc = 20 > n/2 = 10: A = 10
+        (30, 5, 0, 0),  # c + d = 0: a zero margin, phi = 0
+        (0, 0, 12, 3),  # a + b = 0
+    ],
+)
 def test_newcombe_paired_in_every_branch_of_phi(table):
     assert newcombe_paired(*table) == pytest.approx(_newcombe_10(*table), abs=1e-9)
 

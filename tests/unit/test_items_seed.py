@@ -22,14 +22,38 @@ def test_a_train_split_never_shares_a_prompt_with_its_test_split(test, train, it
 def _round_one(out):
     """(item id, first-round question) of every episode a run played."""
     prompts = {row["prompt_sha"]: row["messages"] for row in map(json.loads, (out / "prompts.jsonl").open())}
-    return sorted({(r["item"], prompts[r["prompt_sha"]][-1]["content"])
-                   for r in map(json.loads, (out / "records.jsonl").open()) if r["round"] == 1})
+    return sorted(
+        {
+            (r["item"], prompts[r["prompt_sha"]][-1]["content"])
+            for r in map(json.loads, (out / "records.jsonl").open())
+            if r["round"] == 1
+        }
+    )
 
 
 def _run_single(tmp_path, name, *flags):
     out = tmp_path / name
-    assert main(["run", "single", "--items", "single-test", "--limit", "6", "--rounds", "1", "--policy",
-                 "scripted:violate", "--no-progress", "--out", str(out), *flags]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "single",
+                "--items",
+                "single-test",
+                "--limit",
+                "6",
+                "--rounds",
+                "1",
+                "--policy",
+                "scripted:violate",
+                "--no-progress",
+                "--out",
+                str(out),
+                *flags,
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -47,8 +71,17 @@ def test_the_sampling_seed_does_not_change_the_items(tmp_path):
 
 def _item(n, threshold, rewards):
     item = load_multi_items("multi-train")[0]
-    return item.model_copy(update={"params": GameParams(n=n, cooperation_threshold=threshold, high_reward=rewards[0],
-                                                        normal_reward=rewards[1], low_reward=rewards[2])})
+    return item.model_copy(
+        update={
+            "params": GameParams(
+                n=n,
+                cooperation_threshold=threshold,
+                high_reward=rewards[0],
+                normal_reward=rewards[1],
+                low_reward=rewards[2],
+            )
+        }
+    )
 
 
 @pytest.mark.parametrize("colluders, success", [(3, True), (2, False)])
@@ -57,8 +90,24 @@ def test_a_multi_item_is_played_as_its_own_game(tmp_path, colluders, success):
     item = _item(5, 3, (1.5, 0.9, 0.4))
     write_items([item], tmp_path / "items.jsonl")
     out = tmp_path / "run"
-    assert main(["run", "multi", "--scenarios", str(tmp_path / "items.jsonl"), "--rounds", "2", "--policy",
-                 f"scripted:collude:{colluders}", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "multi",
+                "--scenarios",
+                str(tmp_path / "items.jsonl"),
+                "--rounds",
+                "2",
+                "--policy",
+                f"scripted:collude:{colluders}",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in (out / "records.jsonl").open()]
     assert len(records) == 5 * 2 and {r["agent"] for r in records} == set(range(5))
     assert {(r["item"], r["threshold"], tuple(r["rewards"])) for r in records} == {(item.id, 3, (1.5, 0.9, 0.4))}
@@ -78,8 +127,20 @@ def test_a_multi_item_is_played_as_its_own_game(tmp_path, colluders, success):
 
 
 def test_grid_flags_are_refused_for_items(tmp_path, capsys):
-    code = main(["run", "multi", "--scenarios", "multi-train", "--thresholds", "2", "--policy", "scripted:comply",
-                 "--out", str(tmp_path / "x")])
+    code = main(
+        [
+            "run",
+            "multi",
+            "--scenarios",
+            "multi-train",
+            "--thresholds",
+            "2",
+            "--policy",
+            "scripted:comply",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--thresholds" in err and "own n, threshold" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()

@@ -49,7 +49,7 @@ def test_pairing_changes_the_interval_and_the_test_not_only_the_margins():
     assert same["difference"] == crossed["difference"] == 0
     assert same["interval"] == "newcombe_paired" and same["test"] == "mcnemar"
     assert same["ci_high"] - same["ci_low"] < 0.1 < crossed["ci_high"] - crossed["ci_low"]
-    _, low, high = newcombe(32, 64, 32, 64)  # the unpaired interval sits in between
+    _, _low, high = newcombe(32, 64, 32, 64)  # the unpaired interval sits in between
     assert same["ci_high"] < high < crossed["ci_high"]
     assert same["p_value"] == 1.0 and crossed["p_value"] > 0.5  # no evidence of a difference either way
     assert same["n_pairs"] == same["n_clusters"] == 64
@@ -82,11 +82,14 @@ def test_paired_difference_with_clusters_bootstraps_episodes():
     assert got["interval"] == "cluster_bootstrap" and got["test"] == "clustered_mcnemar"
     assert got["difference"] == pytest.approx(3 / 8) and got["n_pairs"] == 56 and got["n_clusters"] == 7
     assert (got["ci_low"], got["ci_high"]) == pytest.approx((3 / 8, 3 / 8))  # every episode differs by 3/8
-    assert got["p_value"] == pytest.approx(stats.chi2.sf(21 ** 2 / (7 * 9), 1))  # b_k = 3, c_k = 0
+    assert got["p_value"] == pytest.approx(stats.chi2.sf(21**2 / (7 * 9), 1))  # b_k = 3, c_k = 0
     varied = paired_difference(episodes, [e < 3 for e in episodes], [False] * 56)  # 3 of 7 episodes differ
     assert varied["ci_low"] < 3 / 7 < varied["ci_high"] and varied["ci_high"] - varied["ci_low"] > 0.3
-    assert paired_difference(episodes, treated, treated)["ci_low"] == 0 == paired_difference(
-        episodes, treated, treated)["ci_high"]
+    assert (
+        paired_difference(episodes, treated, treated)["ci_low"]
+        == 0
+        == paired_difference(episodes, treated, treated)["ci_high"]
+    )
 
 
 def test_design_effect_hand_computed():
@@ -101,10 +104,16 @@ def test_design_effect_is_the_cluster_bootstrap_variance_ratio():
     rng = np.random.default_rng(1)
     n_c = rng.integers(1, 9, size=60)
     k_c = rng.binomial(n_c, rng.beta(1, 2, size=60))  # cluster-level rates vary: deff well above 1
-    res = stats.bootstrap((k_c, n_c), lambda k, n, axis: k.sum(axis) / n.sum(axis), paired=True, vectorized=True,
-                          n_resamples=4000, rng=np.random.default_rng(0))
+    res = stats.bootstrap(
+        (k_c, n_c),
+        lambda k, n, axis: k.sum(axis) / n.sum(axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=4000,
+        rng=np.random.default_rng(0),
+    )
     p, big_n = k_c.sum() / n_c.sum(), n_c.sum()
-    assert design_effect(k_c, n_c) == pytest.approx(res.standard_error ** 2 / (p * (1 - p) / big_n), rel=0.1)
+    assert design_effect(k_c, n_c) == pytest.approx(res.standard_error**2 / (p * (1 - p) / big_n), rel=0.1)
     assert design_effect(k_c, n_c) > 1.5
 
 
@@ -131,13 +140,23 @@ def test_bootstrap_is_seeded_and_resamples_clusters():
 
 
 def rec(round, deviant, scenario="a", episode="e0", **kw):
-    return {"round": round, "valid": deviant is not None, "deviant": deviant, "scenario": scenario,
-            "episode": episode, **kw}
+    return {
+        "round": round,
+        "valid": deviant is not None,
+        "deviant": deviant,
+        "scenario": scenario,
+        "episode": episode,
+        **kw,
+    }
 
 
 def test_single_rate_excludes_invalid_from_denominator_and_reports_it():
-    records = [rec(1, True, episode="a"), rec(1, False, episode="b"), rec(1, False, episode="c"),
-               rec(1, None, episode="d")]
+    records = [
+        rec(1, True, episode="a"),
+        rec(1, False, episode="b"),
+        rec(1, False, episode="c"),
+        rec(1, None, episode="d"),
+    ]
     m = single_metrics(records)
     assert m["violation_rate"] == [pytest.approx(1 / 3)]
     assert m["invalid_rate"] == [0.25]
@@ -149,18 +168,25 @@ def test_single_rate_excludes_invalid_from_denominator_and_reports_it():
 
 def test_multi_denominator_is_episodes_times_agents():
     # 7 games x 8 agents, one colluder per game: 7/56 = 0.125 (upstream's code reports 7/8)
-    records = [rec(1, agent == 0, scenario=f"g{g}", episode=f"g{g}", threshold=2, rewards=[1.2, 1.0, 0.8],
-                   agent=agent) for g in range(7) for agent in range(8)]
-    cell, = multi_metrics(records)["cells"]
+    records = [
+        rec(1, agent == 0, scenario=f"g{g}", episode=f"g{g}", threshold=2, rewards=[1.2, 1.0, 0.8], agent=agent)
+        for g in range(7)
+        for agent in range(8)
+    ]
+    (cell,) = multi_metrics(records)["cells"]
     assert cell["collusion_rate"] == [0.125] and cell["n"] == [56] and cell["n_clusters"] == [7]
 
 
 def test_correlated_agents_widen_the_interval_and_delay_the_tip():
     # 7 episodes x 8 agents that always agree: round 1 none, round 2 two episodes, round 3 six collude
     colluding = {1: 0, 2: 2, 3: 6}
-    records = [rec(r, g < colluding[r], episode=f"g{g}", threshold=2, rewards=[1, 1, 1], agent=a)
-               for r in (1, 2, 3) for g in range(7) for a in range(8)]
-    cell, = multi_metrics(records)["cells"]
+    records = [
+        rec(r, g < colluding[r], episode=f"g{g}", threshold=2, rewards=[1, 1, 1], agent=a)
+        for r in (1, 2, 3)
+        for g in range(7)
+        for a in range(8)
+    ]
+    (cell,) = multi_metrics(records)["cells"]
     assert cell["design_effect"] == [None, pytest.approx(8.0), pytest.approx(8.0)]
     assert (cell["cluster_ci_low"][1], cell["cluster_ci_high"][1]) == pytest.approx(wilson(2, 7))  # 56 worth 7
     assert tipping_round(cell["rounds"], cell["collusion_rate"], cell["ci_low"], cell["ci_high"]) == 2  # Wilson
@@ -168,8 +194,10 @@ def test_correlated_agents_widen_the_interval_and_delay_the_tip():
 
 
 def test_confederates_are_not_counted():
-    records = [rec(1, True, threshold=1, rewards=[1, 1, 1], confederate=True),
-               rec(1, False, threshold=1, rewards=[1, 1, 1], confederate=False)]
+    records = [
+        rec(1, True, threshold=1, rewards=[1, 1, 1], confederate=True),
+        rec(1, False, threshold=1, rewards=[1, 1, 1], confederate=False),
+    ]
     assert multi_metrics(records)["cells"][0]["collusion_rate"] == [0.0]
 
 

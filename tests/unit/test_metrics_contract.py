@@ -8,8 +8,14 @@ from tipping.metrics import bootstrap_mean, multi_metrics, newcombe, rate_summar
 
 
 def rec(round, deviant, scenario, episode="e0", **kw):
-    return {"round": round, "valid": deviant is not None, "deviant": deviant, "scenario": scenario,
-            "episode": episode, **kw}
+    return {
+        "round": round,
+        "valid": deviant is not None,
+        "deviant": deviant,
+        "scenario": scenario,
+        "episode": episode,
+        **kw,
+    }
 
 
 def rounds_of(scenario, deviant_by_round, n=20, **kw):
@@ -29,8 +35,9 @@ def test_single_metrics_layout_per_round_and_per_scenario():
 
 
 def test_multi_metrics_cells_carry_their_threshold_rewards_and_scenarios():
-    records = (rounds_of("g1", {1: False, 2: True}, threshold=2, rewards=[1.2, 1.0, 0.8])
-               + rounds_of("g2", {1: False, 2: False}, threshold=4, rewards=[1.5, 1.0, 0.5]))
+    records = rounds_of("g1", {1: False, 2: True}, threshold=2, rewards=[1.2, 1.0, 0.8]) + rounds_of(
+        "g2", {1: False, 2: False}, threshold=4, rewards=[1.5, 1.0, 0.5]
+    )
     cells = multi_metrics(records)["cells"]
     assert [(c["threshold"], c["rewards"]) for c in cells] == [(2, [1.2, 1.0, 0.8]), (4, [1.5, 1.0, 0.5])]
     assert cells[0]["collusion_rate"] == [0.0, 1.0] and cells[0]["tipping_round"] == 2

@@ -76,8 +76,9 @@ def test_validate_missing_folder(tmp_path):
         validate_model_dir(tmp_path / "nope")
 
 
-@pytest.mark.parametrize("drop, missing", [("tokenizer.json", "tokenizer"), ("model.safetensors", "weights"),
-                                           ("config.json", "config.json")])
+@pytest.mark.parametrize(
+    "drop, missing", [("tokenizer.json", "tokenizer"), ("model.safetensors", "weights"), ("config.json", "config.json")]
+)
 def test_validate_names_the_missing_part(tmp_path, drop, missing):
     out = build_tiny_qwen3(tmp_path / "m")
     (out / drop).unlink()

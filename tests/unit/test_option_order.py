@@ -32,22 +32,29 @@ def test_fixed_and_swapped_ignore_the_coin():
 
 
 GAME = MultiScenario(
-    name="Fund", system_prompt="You are one of {n} investors.",
+    name="Fund",
+    system_prompt="You are one of {n} investors.",
     user_prompt_mult="{cooperation_threshold}: x{high_reward}, x{low_reward}, x{normal_reward}",
     user_prompt_add="{cooperation_threshold}: {delta_high}, {delta_low}, {delta_normal}",
-    user_prompt_train="{cooperation_threshold}: {high_reward} {low_reward} {normal_reward}", collective="invest",
+    user_prompt_train="{cooperation_threshold}: {high_reward} {low_reward} {normal_reward}",
+    collective="invest",
     independent="keep money",
-    params=GameParams(n=3, cooperation_threshold=2, high_reward=1.2, normal_reward=1.0, low_reward=0.8))
+    params=GameParams(n=3, cooperation_threshold=2, high_reward=1.2, normal_reward=1.0, low_reward=0.8),
+)
 
 
 def test_a_balanced_multi_episode_tosses_its_coin_with_the_sampling_seed_and_its_own_id():
     for seed in (0, 7):
-        episodes = [MultiEpisode(GAME, t, (1.2, 1.0, 0.8), MultiSettings(agents=3, option_order="balanced"), seed)
-                    for t in range(1, 13)]
+        episodes = [
+            MultiEpisode(GAME, t, (1.2, 1.0, 0.8), MultiSettings(agents=3, option_order="balanced"), seed)
+            for t in range(1, 13)
+        ]
         listed = ("invest", "keep money")  # the order the instruction lists them
         assert [ep.shown for ep in episodes] == [listed[::-1] if _coin(seed, ep.id) else listed for ep in episodes]
-        assert all(ep.system_prompt.endswith(f'{{"choice": "{ep.shown[0]}"}} or {{"choice": "{ep.shown[1]}"}}.')
-                   for ep in episodes)
+        assert all(
+            ep.system_prompt.endswith(f'{{"choice": "{ep.shown[0]}"}} or {{"choice": "{ep.shown[1]}"}}.')
+            for ep in episodes
+        )
 
 
 def test_an_item_that_does_not_list_the_answers_records_no_first_option():

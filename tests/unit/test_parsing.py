@@ -53,11 +53,11 @@ CASES = [
     # multi-agent labels, including multi-word ones
     ('{"choice": "invest"}', MA, "multi", "invest", "invest"),
     ('{"choice": "keep money"}', MA, "multi", "keep money", "keep money"),
-    ('"choice": invest', MA, "multi", "invest", "invest"),          # the MA fallback reads one word
-    ('"choice": keep money', MA, "multi", None, "keep money"),      # ...and cuts multi-word labels
+    ('"choice": invest', MA, "multi", "invest", "invest"),  # the MA fallback reads one word
+    ('"choice": keep money', MA, "multi", None, "keep money"),  # ...and cuts multi-word labels
     ("{'choice': 'keep money'}", MA, "multi", None, "keep money"),
     ('{"choice": "Follow the Quota"}', MA1, "multi", "follow the quota", "follow the quota"),
-    ('choice: overgraze', MA1, "multi", "overgraze", "overgraze"),
+    ("choice: overgraze", MA1, "multi", "overgraze", "overgraze"),
     ('{"choice": "follow  the\\nquota"}', MA1, "multi", None, None),
     ('Final answer:\n{"choice":"invest"}\n', MA, "multi", "invest", "invest"),
     # a decision, then one option merely restated: still that option
@@ -71,10 +71,20 @@ CASES = [
     ('{"choice": "invest"}\nInvesting beats keep money here.', MA, "multi", "invest", "invest"),
     ('Not "keep money": {"choice": "invest"}', MA, "multi", "invest", "invest"),
     # the format echoed first, then a decision after words: the decision
-    ('The format is {"choice": "Route A"} or {"choice": "Route B"}. My decision: {"choice": "Route B"}', SA,
-     "single", A, B),
-    ('Answer with {"choice": "hunt deer"} or {"choice": "hunt rabbits"}.\nI go with {"choice": "hunt rabbits"}',
-     MA2, "multi", "hunt deer", "hunt rabbits"),
+    (
+        'The format is {"choice": "Route A"} or {"choice": "Route B"}. My decision: {"choice": "Route B"}',
+        SA,
+        "single",
+        A,
+        B,
+    ),
+    (
+        'Answer with {"choice": "hunt deer"} or {"choice": "hunt rabbits"}.\nI go with {"choice": "hunt rabbits"}',
+        MA2,
+        "multi",
+        "hunt deer",
+        "hunt rabbits",
+    ),
     # a template value names no label; a label inside the other is not a second option
     ('{"choice": "Route A"} or {"choice": "<option>"}', SA, "single", A, A),
     ('{"choice": "don\'t invest"}', NOT, "multi", "don't invest", "don't invest"),
@@ -85,8 +95,13 @@ CASES = [
 # (text, options, testbed, paper result)
 HEDGES = [
     ('{"choice": "Route A"} ... answer with {"choice": "Route A"} or {"choice": "Route B"}', SA, "single", A),
-    ('I pick {"choice": "Route A"}.\nClose your reply with your decision written as JSON, exactly '
-     '{"choice": "Route A"} or {"choice": "Route B"}.', SA, "single", A),
+    (
+        'I pick {"choice": "Route A"}.\nClose your reply with your decision written as JSON, exactly '
+        '{"choice": "Route A"} or {"choice": "Route B"}.',
+        SA,
+        "single",
+        A,
+    ),
     ('{"choice": "Route A"} or {"choice": "Route B"}', SA, "single", A),
     ('{"choice": "Route A"} vs {"choice": "Route B"}', SA, "single", A),
     ('<think>hmm</think>Either {"choice": "Route A"}, or {"choice": "Route B"}.', SA, "single", A),
@@ -98,15 +113,19 @@ HEDGES = [
     ('{"choice": "Route A", "choice": "Route B"}', SA, "single", B),  # upstream's greedy regex: the later key
     ('{"choice": "Route B"}\n\nFormat: choice: Route A | Route B', SA, "single", B),
     ('{"choice": "invest"} or {"choice": "keep money"}', MA, "multi", "invest"),
-    ('{"choice": "keep money"}. Answer exactly {"choice": "invest"} or {"choice": "keep money"}.', MA, "multi",
-     "keep money"),
+    (
+        '{"choice": "keep money"}. Answer exactly {"choice": "invest"} or {"choice": "keep money"}.',
+        MA,
+        "multi",
+        "keep money",
+    ),
     ("choice: invest/keep money", MA, "multi", None),
     ('{"choice": "follow the quota or overgraze"}', MA1, "multi", None),
     ('1. {"choice": "follow the quota"}\n2. {"choice": "overgraze"}', MA1, "multi", "follow the quota"),
     ("{'choice': ['hunt deer', 'hunt rabbits']}", MA2, "multi", None),
     ('{"choice": "hunt rabbits", "choice": "hunt deer"}', MA2, "multi", "hunt deer"),
     ('{"choice": "hunt deer"} and {"choice": "hunt rabbits"}', MA2, "multi", "hunt deer"),
-    ("{\"choice\": \"don't invest or invest\"}", NOT, "multi", None),
+    ('{"choice": "don\'t invest or invest"}', NOT, "multi", None),
 ]
 CASES += [(text, options, testbed, paper, None) for text, options, testbed, paper in HEDGES]
 

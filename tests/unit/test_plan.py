@@ -41,7 +41,12 @@ def test_tiny_shape_is_the_built_model(tiny_model):
     net = AutoModelForCausalLM.from_pretrained(tiny_model)
     c, s = net.config, MODEL_SHAPES["tiny-qwen3"]
     assert (s.layers, s.kv_heads, s.head_dim, s.hidden, s.context) == (
-        c.num_hidden_layers, c.num_key_value_heads, c.head_dim, c.hidden_size, c.max_position_embeddings)
+        c.num_hidden_layers,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.hidden_size,
+        c.max_position_embeddings,
+    )
     assert s.params == net.num_parameters()
 
 
@@ -95,9 +100,11 @@ def test_a_batch_that_cannot_fit_is_refused_in_one_line(paper):
     with pytest.raises(InputError) as exc:
         plan.check_fits(bad, "params.yaml")
     assert str(exc.value) == (
-        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and make_preference_pairs "
+        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and "
+        "make_preference_pairs "
         "need 360 GiB of KV cache at 40,960 tokens a turn (max_model_len, else the model's context); at most 10 fit "
-        "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)")
+        "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)"
+    )
     plan.check_fits(paper, "params.yaml")  # the shipped batch fits
     data = bad.model_dump(mode="json")
     data["runtime"]["gpu_memory_gb"] = None
@@ -108,8 +115,11 @@ def test_max_model_len_reaches_vllm_and_is_checked(paper):
     args = pipeline.sampling_args(paper, "qwen3-8b", "single")
     assert args[args.index("--max-model-len") + 1] == "40960"
     assert "--max-model-len" not in pipeline.sampling_args(
-        Params.from_files(ROOT / "params.yaml", ROOT / "config/ci.yaml"), "tiny-qwen3", "single")
-    with pytest.raises(InputError, match=r"field model_settings.qwen3-8b.max_model_len: 50000 > the model's context 40960"):
+        Params.from_files(ROOT / "params.yaml", ROOT / "config/ci.yaml"), "tiny-qwen3", "single"
+    )
+    with pytest.raises(
+        InputError, match=r"field model_settings.qwen3-8b.max_model_len: 50000 > the model's context 40960"
+    ):
         _with(paper, max_model_len=50_000)
 
 
@@ -123,12 +133,14 @@ def test_plan_command_prints_the_table_and_json(capsys):
     assert doubled["assumptions"]["throughput_tokens_per_s"]["1-10B"]["decode"] == 3000
     assert main(["plan", "--params", str(ROOT / "params.yaml"), "--throughput", "8B=fast"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "tipping: error: --throughput '8B=fast': expected CLASS=DECODE,PREFILL tokens/s, e.g. 1-10B=1500,10000"]
+        "tipping: error: --throughput '8B=fast': expected CLASS=DECODE,PREFILL tokens/s, e.g. 1-10B=1500,10000"
+    ]
 
 
 def test_params_from_the_published_shapes_by_hand():
     """Parameter counts from each config.json (vocab, hidden, intermediate, layers, heads, KV heads,
     head dim): attention q/k/v/o + gated MLP + norms per layer, embeddings (untied: x2) + final norm."""
+
     def count(vocab, hidden, inter, layers, heads, kv, head_dim, tied, qk_norm=False):
         attention = hidden * heads * head_dim * 2 + hidden * kv * head_dim * 2
         per_layer = attention + 3 * hidden * inter + 2 * hidden + (2 * head_dim if qk_norm else 0)
@@ -144,8 +156,9 @@ def test_memory_bound_by_hand():
     assert plan.memory_bound_bytes("qwen3-8b", 8, 40_960) == 8_190_735_360 * 2 + 8 * 40_960 * 147_456
     assert plan.memory_bound_bytes("llama-3.1-8b-instruct", 4, 1000) == 8_030_261_248 * 2 + 4 * 1000 * 131_072
     # SmolLM2 on CPU in fp32: 4 bytes a value, so 46,080 B of KV per token
-    assert plan.memory_bound_bytes("smollm2-135m-instruct", 16, 700, "float32") == \
-        134_515_008 * 4 + 16 * 700 * (30 * 3 * 64 * 2 * 4)
+    assert plan.memory_bound_bytes("smollm2-135m-instruct", 16, 700, "float32") == 134_515_008 * 4 + 16 * 700 * (
+        30 * 3 * 64 * 2 * 4
+    )
 
 
 def test_job_resources_by_hand(paper):
@@ -170,19 +183,29 @@ def test_plan_profile_sets_the_site(tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["assumptions"]["gpu_memory_gib"] == 80
     site = tmp_path / "workflow/profiles/small"
     site.mkdir(parents=True)
-    (site / "config.yaml").write_text(yaml.safe_dump({"executor": "slurm", "config": {"runtime": {
-        "gpu_memory_gb": "40", "throughput": ["1-10B=3000,20000"]}}}))
+    (site / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"executor": "slurm", "config": {"runtime": {"gpu_memory_gb": "40", "throughput": ["1-10B=3000,20000"]}}}
+        )
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["plan", "--params", str(ROOT / "params.yaml"), "--profile", "small", "--json"]) == 0
     small = json.loads(capsys.readouterr().out)
     assert small["assumptions"]["gpu_memory_gib"] == 40
-    assert small["assumptions"]["throughput_tokens_per_s"]["1-10B"] == {"max_params": 1e10, "decode": 3000, "prefill": 20000}
-    q = [r for r in small["rules"] if (r["rule"], r["model"], r["testbed"]) == ("evaluate_policy", "qwen3-8b", "single")]
+    assert small["assumptions"]["throughput_tokens_per_s"]["1-10B"] == {
+        "max_params": 1e10,
+        "decode": 3000,
+        "prefill": 20000,
+    }
+    q = [
+        r for r in small["rules"] if (r["rule"], r["model"], r["testbed"]) == ("evaluate_policy", "qwen3-8b", "single")
+    ]
     assert q[0]["fits"] == int((0.9 * 40 * GIB - 8_190_735_360 * 2) // (40_960 * 147_456)) == 3
     assert main(["plan", "--params", str(ROOT / "params.yaml"), "--profile", "nosuch"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "tipping: error: --profile nosuch: no workflow/profiles/nosuch/config.yaml (run from the repository root; "
-        "profiles: small)"]
+        "profiles: small)"
+    ]
 
 
 @pytest.mark.slow
@@ -205,6 +228,7 @@ def test_smollm2_cache_and_weights_are_the_plans_bound(smollm2_model):
 
 # --- populations (issue 13) -------------------------------------------------------------------------
 
+
 def _population(base: Params, **population) -> Params:
     data = base.model_dump(mode="json")
     data["population"].update(population)
@@ -215,8 +239,14 @@ def _population(base: Params, **population) -> Params:
 def grid() -> Params:
     """Two networks, two fractions, two placements and population seeds other than the DAG's."""
     ci = Params.from_files(ROOT / "params.yaml", ROOT / "config/ci.yaml")
-    return _population(ci, networks=["ring:k=2", "complete"], agents=[6], fractions=[0.0, 0.5],
-                       placements=["random", "clustered"], seeds=[3, 4])
+    return _population(
+        ci,
+        networks=["ring:k=2", "complete"],
+        agents=[6],
+        fractions=[0.0, 0.5],
+        placements=["random", "clustered"],
+        seeds=[3, 4],
+    )
 
 
 def test_population_jobs_are_the_dags(grid):
@@ -225,11 +255,20 @@ def test_population_jobs_are_the_dags(grid):
     from collections import Counter
 
     pop = grid.population
-    folders = Counter(plan.population_key(pop.slug(net), n, f"{f:g}") for net in pop.networks for n in pop.agents
-                      for f in pop.fractions for _ in pop.placements for _ in pop.replicates(grid.seeds))
+    folders = Counter(
+        plan.population_key(pop.slug(net), n, f"{f:g}")
+        for net in pop.networks
+        for n in pop.agents
+        for f in pop.fractions
+        for _ in pop.placements
+        for _ in pop.replicates(grid.seeds)
+    )
     rows = plan.rows(grid, 80.0, parse=parse_args)
-    assert {r.testbed: r.jobs for r in rows if r.rule == "population_run"} == folders == {
-        "ring_k2 n6 f0": 4, "ring_k2 n6 f0.5": 4, "complete n6 f0": 4, "complete n6 f0.5": 4}
+    assert (
+        {r.testbed: r.jobs for r in rows if r.rule == "population_run"}
+        == folders
+        == {"ring_k2 n6 f0": 4, "ring_k2 n6 f0.5": 4, "complete n6 f0": 4, "complete n6 f0.5": 4}
+    )
     (probe,) = [r for r in rows if r.rule == "population_probe"]
     assert (probe.jobs, probe.testbed) == (1, plan.POPULATION_PROBE)
 
@@ -242,38 +281,68 @@ def test_population_row_is_what_the_job_asks_the_policy(grid, tmp_path, network,
     read back from prompts.jsonl, hold the row's lower-bound prompt tokens exactly (the plan plays
     the aligned answer, as scripted:comply does; forced choice scores each prompt twice)."""
     pop = grid.population
-    row = plan.job_row(plan.rows(grid, 80.0, parse=parse_args), "population_run",
-                       {"model": "tiny-qwen3", "network": network, "agents": "6", "fraction": fraction})
+    row = plan.job_row(
+        plan.rows(grid, 80.0, parse=parse_args),
+        "population_run",
+        {"model": "tiny-qwen3", "network": network, "agents": "6", "fraction": fraction},
+    )
     for placement in pop.placements:
         for seed in pop.seeds:
             out = tmp_path / f"{placement}{seed}"
-            assert main(["run", "population", *pipeline.population_args(grid, network, 6, fraction),
-                         "--placement", placement, "--seed", str(seed), "--policy", "scripted:comply", "--no-progress",
-                         "--out", str(out)]) == 0
+            assert (
+                main(
+                    [
+                        "run",
+                        "population",
+                        *pipeline.population_args(grid, network, 6, fraction),
+                        "--placement",
+                        placement,
+                        "--seed",
+                        str(seed),
+                        "--policy",
+                        "scripted:comply",
+                        "--no-progress",
+                        "--out",
+                        str(out),
+                    ]
+                )
+                == 0
+            )
             records = [json.loads(x) for x in (out / "records.jsonl").read_text().splitlines()]
             asked = [r for r in records if not r["confederate"]]
             assert len(asked) == row.turns == (6 - round(float(fraction) * 6)) * 2  # free agents x rounds (1 game)
             if (placement, seed) == (pop.placements[0], pop.seeds[0]):  # the job the row played
                 prompts = {x["prompt_sha"]: x["messages"] for x in map(json.loads, (out / "prompts.jsonl").open())}
                 scored = 2 if grid.model_settings["tiny-qwen3"].decision == "choice" else 1  # sequences a turn
-                assert scored * sum(plan.tokens(m["content"]) + plan.TOKENS_PER_MESSAGE for r in asked
-                                    for m in prompts[r["prompt_sha"]]) == row.prompt_tokens[0]
+                assert (
+                    scored
+                    * sum(
+                        plan.tokens(m["content"]) + plan.TOKENS_PER_MESSAGE
+                        for r in asked
+                        for m in prompts[r["prompt_sha"]]
+                    )
+                    == row.prompt_tokens[0]
+                )
 
 
 def test_population_tokens_follow_the_decision_and_the_probe_always_scores(grid):
     """population_run generates multi.max_new_tokens per turn for a generating model (the rule passes
     the multi sampling flags); the probe scores two sequences per turn whatever the decision, on
     games x (1 first-round turn + 2 x (degree + 1) grid turns)."""
-    paper = _population(Params.from_files(ROOT / "params.yaml"), networks=["ring:k=2"], agents=[6],
-                        fractions=[0.5], probe_degree=3)
+    paper = _population(
+        Params.from_files(ROOT / "params.yaml"), networks=["ring:k=2"], agents=[6], fractions=[0.5], probe_degree=3
+    )
     rows = plan.rows(paper, 80.0, parse=parse_args)
     run = plan.row_of(rows, "population_run", "qwen3-8b", "ring_k2 n6 f0.5")
     assert run.turns == 3 * 10 and run.new_tokens == run.turns * paper.multi.max_new_tokens == 30 * 3276
     assert run.prompt_tokens[1] > run.prompt_tokens[0]  # past answers of up to max_new_tokens in view
     probe = plan.row_of(rows, "population_probe", "qwen3-8b", plan.POPULATION_PROBE)
     assert probe.turns == 1 * (1 + 2 * (3 + 1)) and probe.new_tokens == 0
-    assert probe.prompt_tokens[0] == probe.prompt_tokens[1] == 2 * sum(
-        t for *_, t, _ in plan_turns.probed(tuple(pipeline.population_probe_args(paper)), parse_args))
+    assert (
+        probe.prompt_tokens[0]
+        == probe.prompt_tokens[1]
+        == 2 * sum(t for *_, t, _ in plan_turns.probed(tuple(pipeline.population_probe_args(paper)), parse_args))
+    )
 
 
 def test_no_population_networks_no_population_rows(paper):
@@ -285,5 +354,6 @@ def test_population_gpu_hours_by_rule(grid):
     total = plan.estimate(grid, 80.0, parse=parse_args)["total"]
     rows = plan.rows(grid, 80.0, parse=parse_args)
     assert total["gpu_hours_by_rule"]["population_run"] == round(
-        sum(r.gpu_hours for r in rows if r.rule == "population_run"), 1)
+        sum(r.gpu_hours for r in rows if r.rule == "population_run"), 1
+    )
     assert list(total["gpu_hours_by_rule"])[-2:] == ["population_run", "population_probe"]

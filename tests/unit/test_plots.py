@@ -8,13 +8,38 @@ from tipping.analysis import plots
 from tipping.cli import main
 
 
-def series(rates, testbed="single", model="m", defence="none", condition="treatment", evolution_round=0,
-           threshold="all", rewards="all", **extra):
-    return [{"testbed": testbed, "model": model, "defence": defence, "condition": condition,
-             "evolution_round": evolution_round, "threshold": threshold, "rewards": rewards, "round": i + 1,
-             "rate": r, "ci_low": max(0.0, r - 0.1), "ci_high": min(1.0, r + 0.1), "cluster_ci_low": max(0.0, r - 0.2),
-             "cluster_ci_high": min(1.0, r + 0.2), "invalid_rate": r / 10, "truncated_rate": 0.0, **extra}
-            for i, r in enumerate(rates)]
+def series(
+    rates,
+    testbed="single",
+    model="m",
+    defence="none",
+    condition="treatment",
+    evolution_round=0,
+    threshold="all",
+    rewards="all",
+    **extra,
+):
+    return [
+        {
+            "testbed": testbed,
+            "model": model,
+            "defence": defence,
+            "condition": condition,
+            "evolution_round": evolution_round,
+            "threshold": threshold,
+            "rewards": rewards,
+            "round": i + 1,
+            "rate": r,
+            "ci_low": max(0.0, r - 0.1),
+            "ci_high": min(1.0, r + 0.1),
+            "cluster_ci_low": max(0.0, r - 0.2),
+            "cluster_ci_high": min(1.0, r + 0.2),
+            "invalid_rate": r / 10,
+            "truncated_rate": 0.0,
+            **extra,
+        }
+        for i, r in enumerate(rates)
+    ]
 
 
 def frame(*parts):
@@ -30,13 +55,17 @@ def no_data_text(fig):
 
 
 def test_cli_lists_every_figure():
-    assert paths.FIGURES == tuple(plots.DRAW)
+    assert tuple(plots.DRAW) == paths.FIGURES
 
 
 def test_single_rounds_lines_per_model_and_defence_controls_dashed():
-    df = frame(series([0, 0.5, 1]), series([0, 0.2, 0.4], defence="dpo"),
-               series([0, 0, 0], condition="control_no_feedback"),
-               series([1, 1, 1], evolution_round=1), series([0.1] * 3, testbed="multi", threshold="2"))
+    df = frame(
+        series([0, 0.5, 1]),
+        series([0, 0.2, 0.4], defence="dpo"),
+        series([0, 0, 0], condition="control_no_feedback"),
+        series([1, 1, 1], evolution_round=1),
+        series([0.1] * 3, testbed="multi", threshold="2"),
+    )
     fig = plots.single_rounds(df)
     (ax,) = fig.axes
     got = lines(ax)
@@ -58,22 +87,30 @@ def test_rate_bands_and_error_bars_are_the_cluster_intervals():
     assert band_y(ax.collections[0]) == [0.3, 0.7]  # cluster interval (rate ± 0.2 here), not Wilson's ± 0.1
     df = frame(series([0.5, 0.5], ratio_low=0.0, ratio_high=1.05))
     bars = plots.payoff_ratio(df).axes[0].containers[0].lines[2][0]  # the vertical error bar lines
-    (low, high), = [segment[:, 1].tolist() for segment in bars.get_segments()]
+    ((low, high),) = [segment[:, 1].tolist() for segment in bars.get_segments()]
     assert (low, high) == pytest.approx((0.3, 0.7))
     effect = frame([{**r, "difference": r["rate"], "control": "c"} for r in series([0.5, 0.5])])
     assert band_y(plots.tipping_effect(effect.drop(columns="condition")).axes[0].collections[0]) == [0.4, 0.6]
 
 
 def test_a_varying_decision_or_extra_tag_splits_lines():
-    df = frame(series([0, 1], decision="generate"), series([0, 0.5], decision="choice"),
-               series([0.2, 0.2], decision="choice", seed_group="b"))
+    df = frame(
+        series([0, 1], decision="generate"),
+        series([0, 0.5], decision="choice"),
+        series([0.2, 0.2], decision="choice", seed_group="b"),
+    )
     assert sorted(lines(plots.single_rounds(df).axes[0])) == [
-        "m · none · choice · b", "m · none · choice · nan", "m · none · generate · nan"]
+        "m · none · choice · b",
+        "m · none · choice · nan",
+        "m · none · generate · nan",
+    ]
 
 
 def test_tipping_effect_one_panel_per_testbed():
-    rows = [{**r, "difference": r["rate"], "control": "control_no_feedback"}
-            for r in series([0, 0.5]) + series([0.1, 0.2], testbed="multi")]
+    rows = [
+        {**r, "difference": r["rate"], "control": "control_no_feedback"}
+        for r in series([0, 0.5]) + series([0.1, 0.2], testbed="multi")
+    ]
     fig = plots.tipping_effect(pd.DataFrame(rows).drop(columns="condition"))
     assert [ax.get_title() for ax in fig.axes] == ["single: tipping effect", "multi: tipping effect"]
     single = lines(fig.axes[0])["m · none − control_no_feedback"]
@@ -82,9 +119,14 @@ def test_tipping_effect_one_panel_per_testbed():
 
 
 def test_multi_rounds_facets_by_reward_set_hue_by_threshold():
-    df = frame(*(series([0.1 * t, 0.2 * t, 0.3 * t], testbed="multi", threshold=str(t), rewards=rw)
-                 for t in (2, 4) for rw in ("1.2/1.0/0.8", "1.4/1.0/0.8")),
-               series([0.5] * 3, testbed="multi"))  # the pooled cell is not a threshold line
+    df = frame(
+        *(
+            series([0.1 * t, 0.2 * t, 0.3 * t], testbed="multi", threshold=str(t), rewards=rw)
+            for t in (2, 4)
+            for rw in ("1.2/1.0/0.8", "1.4/1.0/0.8")
+        ),
+        series([0.5] * 3, testbed="multi"),
+    )  # the pooled cell is not a threshold line
     fig = plots.multi_rounds(df)
     assert [ax.get_title() for ax in fig.axes] == ["m · none | rewards 1.2/1.0/0.8", "m · none | rewards 1.4/1.0/0.8"]
     got = lines(fig.axes[0])
@@ -93,8 +135,7 @@ def test_multi_rounds_facets_by_reward_set_hue_by_threshold():
 
 
 def test_multi_heatmap_threshold_by_round():
-    df = frame(*(series([0.1, 0.2, 0.3], testbed="multi", threshold=str(t), rewards="1.2/1.0/0.8")
-                 for t in (2, 4, 6)))
+    df = frame(*(series([0.1, 0.2, 0.3], testbed="multi", threshold=str(t), rewards="1.2/1.0/0.8") for t in (2, 4, 6)))
     fig = plots.multi_heatmap(df)
     ax = fig.axes[0]
     assert ax.get_ylabel() == "threshold" and ax.get_xlabel() == "round"
@@ -119,15 +160,20 @@ def test_evolution_curve_first_dotted_last_solid():
 
 
 def test_per_scenario_puts_the_first_to_tip_on_top():
-    df = frame(series([0, 0, 1], scenario="late", tipping_round=3), series([0, 1, 1], scenario="early", tipping_round=2),
-               series([0, 0, 0], scenario="never", tipping_round=None))
+    df = frame(
+        series([0, 0, 1], scenario="late", tipping_round=3),
+        series([0, 1, 1], scenario="early", tipping_round=2),
+        series([0, 0, 0], scenario="never", tipping_round=None),
+    )
     fig = plots.per_scenario(df)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["early (tips r2)", "late (tips r3)", "never"]
 
 
 def test_payoff_ratio_bins_on_the_x_axis():
-    df = frame(series([0.5, 0.7], ratio_low=0.0, ratio_high=1.05), series([0.6, 0.9], ratio_low=3.0, ratio_high=float("inf")))
+    df = frame(
+        series([0.5, 0.7], ratio_low=0.0, ratio_high=1.05), series([0.6, 0.9], ratio_low=3.0, ratio_high=float("inf"))
+    )
     fig = plots.payoff_ratio(df)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["<1.05", "≥3"]
@@ -144,15 +190,36 @@ def test_invalid_rate_per_testbed():
 
 def test_invalid_rate_draws_the_truncated_share_dashed():
     fig = plots.invalid_rate(frame(series([0.1, 0.5], truncated_rate=0.004)))
-    solid, dashed = fig.axes[0].get_lines()
+    _solid, dashed = fig.axes[0].get_lines()
     assert dashed.get_linestyle() == "--" and list(dashed.get_ydata()) == pytest.approx([0.004, 0.004])
 
 
 @pytest.mark.parametrize("name", list(plots.DRAW))
 def test_absent_data_draws_a_no_data_panel(name):
-    columns = ["testbed", "model", "defence", "condition", "evolution_round", "threshold", "rewards", "round", "rate",
-               "ci_low", "ci_high", "cluster_ci_low", "cluster_ci_high", "invalid_rate", "truncated_rate", "difference", "control", "in_context", "scenario",
-               "tipping_round", "ratio_low", "ratio_high"]
+    columns = [
+        "testbed",
+        "model",
+        "defence",
+        "condition",
+        "evolution_round",
+        "threshold",
+        "rewards",
+        "round",
+        "rate",
+        "ci_low",
+        "ci_high",
+        "cluster_ci_low",
+        "cluster_ci_high",
+        "invalid_rate",
+        "truncated_rate",
+        "difference",
+        "control",
+        "in_context",
+        "scenario",
+        "tipping_round",
+        "ratio_low",
+        "ratio_high",
+    ]
     fig = plots.DRAW[name][0](pd.DataFrame(columns=columns))
     assert no_data_text(fig)[0].startswith(f"no data for {name}")
 

@@ -52,20 +52,35 @@ def cascade(graph: nx.Graph, confederates: set, theta: float, rounds: int) -> np
     return np.array(states)
 
 
-@pytest.mark.parametrize("network,n,m,placement,theta", [
-    ("complete", 12, 3, "random", 0.25),
-    ("complete", 12, 2, "random", 0.25),
-    ("ring:k=4", 30, 5, "clustered", 0.5),
-    ("ring:k=6", 30, 4, "random", 0.3),
-    ("small-world:k=4,p=0.2", 40, 6, "random", 0.5),
-    ("small-world:k=6,p=0.3", 40, 5, "hubs", 0.34),
-    ("scale-free:m=2", 40, 4, "hubs", 0.5),
-])
+@pytest.mark.parametrize(
+    "network,n,m,placement,theta",
+    [
+        ("complete", 12, 3, "random", 0.25),
+        ("complete", 12, 2, "random", 0.25),
+        ("ring:k=4", 30, 5, "clustered", 0.5),
+        ("ring:k=6", 30, 4, "random", 0.3),
+        ("small-world:k=4,p=0.2", 40, 6, "random", 0.5),
+        ("small-world:k=6,p=0.3", 40, 5, "hubs", 0.34),
+        ("scale-free:m=2", 40, 4, "hubs", 0.5),
+    ],
+)
 def test_imitate_cascade_equals_an_independent_computation(tmp_path, network, n, m, placement, theta):
     rounds = 8
-    out, records, _ = population(tmp_path, "--agents", str(n), "--network", network, "--confederates", str(m),
-                                 "--placement", placement, "--policy", f"scripted:imitate@{theta}",
-                                 "--rounds", str(rounds))
+    out, records, _ = population(
+        tmp_path,
+        "--agents",
+        str(n),
+        "--network",
+        network,
+        "--confederates",
+        str(m),
+        "--placement",
+        placement,
+        "--policy",
+        f"scripted:imitate@{theta}",
+        "--rounds",
+        str(rounds),
+    )
     graph = saved_graph(out, n)
     confederates = {r["agent"] for r in records if r["confederate"]}
     assert len(confederates) == m
@@ -75,17 +90,38 @@ def test_imitate_cascade_equals_an_independent_computation(tmp_path, network, n,
 
 
 def test_the_graph_is_the_networkx_graph_of_the_spec(tmp_path):
-    out, records, _ = population(tmp_path, "--agents", "20", "--network", "ring:k=4", "--policy", "scripted:comply",
-                                 "--rounds", "1")
+    out, _records, _ = population(
+        tmp_path, "--agents", "20", "--network", "ring:k=4", "--policy", "scripted:comply", "--rounds", "1"
+    )
     assert nx.utils.graphs_equal(saved_graph(out, 20), nx.watts_strogatz_graph(20, 4, 0))
-    out, _, _ = population(tmp_path, "--agents", "9", "--network", "complete", "--policy", "scripted:comply",
-                           "--rounds", "1", name="complete")
+    out, _, _ = population(
+        tmp_path,
+        "--agents",
+        "9",
+        "--network",
+        "complete",
+        "--policy",
+        "scripted:comply",
+        "--rounds",
+        "1",
+        name="complete",
+    )
     assert nx.utils.graphs_equal(saved_graph(out, 9), nx.complete_graph(9))
 
 
 def test_a_seeded_graph_is_reproducible_and_changes_with_the_seed(tmp_path):
-    args = ("--agents", "30", "--network", "small-world:k=4,p=0.3", "--confederates", "3",
-            "--policy", "scripted:imitate@0.5", "--rounds", "3")
+    args = (
+        "--agents",
+        "30",
+        "--network",
+        "small-world:k=4,p=0.3",
+        "--confederates",
+        "3",
+        "--policy",
+        "scripted:imitate@0.5",
+        "--rounds",
+        "3",
+    )
     a, _, _ = population(tmp_path, *args, "--seed", "1", name="a")
     b, _, _ = population(tmp_path, *args, "--seed", "1", name="b")
     c, _, _ = population(tmp_path, *args, "--seed", "2", name="c")
@@ -94,12 +130,24 @@ def test_a_seeded_graph_is_reproducible_and_changes_with_the_seed(tmp_path):
     assert (a / "network.edgelist").read_bytes() != (c / "network.edgelist").read_bytes()
 
 
-@pytest.mark.parametrize("network", ["complete", "ring:k=4", "small-world:k=4,p=0.2", "scale-free:m=2",
-                                     "random:p=0.1"])
+@pytest.mark.parametrize("network", ["complete", "ring:k=4", "small-world:k=4,p=0.2", "scale-free:m=2", "random:p=0.1"])
 def test_an_agent_sees_exactly_its_neighbours_choices(tmp_path, network):
     n = 24
-    out, records, prompts = population(tmp_path, "--agents", str(n), "--network", network, "--confederates", "4",
-                                       "--policy", "scripted:imitate@0.5", "--rounds", "4", "--window", "3")
+    out, records, prompts = population(
+        tmp_path,
+        "--agents",
+        str(n),
+        "--network",
+        network,
+        "--confederates",
+        "4",
+        "--policy",
+        "scripted:imitate@0.5",
+        "--rounds",
+        "4",
+        "--window",
+        "3",
+    )
     graph = saved_graph(out, n)
     checked = 0
     for r in records:
@@ -116,8 +164,9 @@ def test_an_agent_sees_exactly_its_neighbours_choices(tmp_path, network):
 
 @pytest.mark.parametrize("n,m,theta", [(10, 3, 0.3), (10, 2, 0.3), (16, 4, 0.25), (16, 3, 0.25), (9, 8, 1.0)])
 def test_the_complete_graph_tips_in_round_2_or_never(tmp_path, n, m, theta):
-    _, records, _ = population(tmp_path, "--agents", str(n), "--confederates", str(m), "--policy",
-                               f"scripted:imitate@{theta}", "--rounds", "5")
+    _, records, _ = population(
+        tmp_path, "--agents", str(n), "--confederates", str(m), "--policy", f"scripted:imitate@{theta}", "--rounds", "5"
+    )
     counts = adoption_by_round(records, 5).sum(1)
     tips = m >= theta * (n - 1)  # a free agent sees m collective neighbours among n - 1
     assert counts[0] == m
@@ -127,9 +176,21 @@ def test_the_complete_graph_tips_in_round_2_or_never(tmp_path, n, m, theta):
 @pytest.mark.parametrize("k,theta,step", [(4, 0.5, 2), (4, 0.25, 4), (6, 0.3, 4), (6, 0.5, 2)])
 def test_a_clustered_minority_on_a_ring_grows_by_a_fixed_step(tmp_path, k, theta, step):
     n, m, rounds = 60, 5, 6
-    _, records, _ = population(tmp_path, "--agents", str(n), "--network", f"ring:k={k}", "--confederates", str(m),
-                               "--placement", "clustered", "--policy", f"scripted:imitate@{theta}",
-                               "--rounds", str(rounds))
+    _, records, _ = population(
+        tmp_path,
+        "--agents",
+        str(n),
+        "--network",
+        f"ring:k={k}",
+        "--confederates",
+        str(m),
+        "--placement",
+        "clustered",
+        "--policy",
+        f"scripted:imitate@{theta}",
+        "--rounds",
+        str(rounds),
+    )
     adopted = adoption_by_round(records, rounds)
     assert {r["agent"] for r in records if r["confederate"]} == set(range(m))
     assert list(adopted.sum(1)) == [m + step * r for r in range(rounds)]
@@ -138,17 +199,49 @@ def test_a_clustered_minority_on_a_ring_grows_by_a_fixed_step(tmp_path, k, theta
     assert set(last) == {v % n for v in range(-step // 2 * (rounds - 1), m + step // 2 * (rounds - 1))}
 
 
-@pytest.mark.parametrize("policy,extra", [
-    ("scripted:imitate@0.4", ["--confederates", "3", "--rounds", "4"]),
-    ("scripted:collude:3", ["--rounds", "3", "--reward-mode", "additive", "--peer-history", "full",
-                            "--success-applies-to", "collective", "--option-order", "balanced"]),
-])
+@pytest.mark.parametrize(
+    "policy,extra",
+    [
+        ("scripted:imitate@0.4", ["--confederates", "3", "--rounds", "4"]),
+        (
+            "scripted:collude:3",
+            [
+                "--rounds",
+                "3",
+                "--reward-mode",
+                "additive",
+                "--peer-history",
+                "full",
+                "--success-applies-to",
+                "collective",
+                "--option-order",
+                "balanced",
+            ],
+        ),
+    ],
+)
 def test_eight_agents_on_the_complete_graph_are_the_multi_agent_testbed(tmp_path, policy, extra):
     """The paper's setting: byte-identical records and prompts to `tipping run multi`."""
     common = ["--scenarios", "multi-games", "--policy", policy, "--no-progress", *extra]
     assert main(["run", "multi", *common, "--confederate-position", "head", "--out", str(tmp_path / "m")]) == 0
-    assert main(["run", "population", *common, "--agents", "8", "--network", "complete", "--placement", "clustered",
-                 "--out", str(tmp_path / "p")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "population",
+                *common,
+                "--agents",
+                "8",
+                "--network",
+                "complete",
+                "--placement",
+                "clustered",
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
     for name in ("records.jsonl", "prompts.jsonl"):
         assert (tmp_path / "m" / name).read_bytes() == (tmp_path / "p" / name).read_bytes()
     assert len((tmp_path / "p" / "records.jsonl").read_text().splitlines()) > 8 * 7 * 4  # 7 games x 4 thresholds
@@ -156,9 +249,23 @@ def test_eight_agents_on_the_complete_graph_are_the_multi_agent_testbed(tmp_path
 
 def test_local_payoff_counts_the_neighbourhood(tmp_path):
     n = 20
-    out, records, prompts = population(tmp_path, "--agents", str(n), "--network", "ring:k=2", "--confederates", "3",
-                                       "--placement", "clustered", "--payoff", "local", "--policy",
-                                       "scripted:imitate@0.5", "--rounds", "4")
+    out, records, prompts = population(
+        tmp_path,
+        "--agents",
+        str(n),
+        "--network",
+        "ring:k=2",
+        "--confederates",
+        "3",
+        "--placement",
+        "clustered",
+        "--payoff",
+        "local",
+        "--policy",
+        "scripted:imitate@0.5",
+        "--rounds",
+        "4",
+    )
     graph, adopted = saved_graph(out, n), adoption_by_round(records, 4)
     for r in records:
         closed = [r["agent"], *graph.neighbors(r["agent"])]
@@ -167,16 +274,42 @@ def test_local_payoff_counts_the_neighbourhood(tmp_path):
         assert r["success"] == (count >= 2)  # ceil(0.5 x 3)
     question = prompts[next(r["prompt_sha"] for r in records if r["prompt_sha"])][-1]["content"]
     assert "When 2 or more" in question  # the game text states the neighbourhood's threshold
-    _, global_records, _ = population(tmp_path, "--agents", str(n), "--network", "ring:k=2", "--confederates", "3",
-                                      "--placement", "clustered", "--policy", "scripted:imitate@0.5",
-                                      "--rounds", "4", name="global")
+    _, global_records, _ = population(
+        tmp_path,
+        "--agents",
+        str(n),
+        "--network",
+        "ring:k=2",
+        "--confederates",
+        "3",
+        "--placement",
+        "clustered",
+        "--policy",
+        "scripted:imitate@0.5",
+        "--rounds",
+        "4",
+        name="global",
+    )
     for r in global_records:
         assert r["collective_count"] == adopted[r["round"] - 1].sum() and r["success"] == (r["collective_count"] >= 10)
 
 
 def test_hubs_are_the_highest_degrees(tmp_path):
-    out, records, _ = population(tmp_path, "--agents", "50", "--network", "scale-free:m=2", "--confederates", "5",
-                                 "--placement", "hubs", "--policy", "scripted:comply", "--rounds", "1")
+    out, records, _ = population(
+        tmp_path,
+        "--agents",
+        "50",
+        "--network",
+        "scale-free:m=2",
+        "--confederates",
+        "5",
+        "--placement",
+        "hubs",
+        "--policy",
+        "scripted:comply",
+        "--rounds",
+        "1",
+    )
     degree = dict(saved_graph(out, 50).degree)
     hubs = {r["agent"] for r in records if r["confederate"]}
     assert min(degree[v] for v in hubs) >= max(degree[v] for v in degree if v not in hubs)
@@ -189,28 +322,31 @@ def test_imitate_threshold_is_exact():
     assert not imitates(None, policy.k) and not imitates([], policy.k)
 
 
-@pytest.mark.parametrize("args,names", [
-    (["--network", "ring"], "--network"),
-    (["--network", "ring:k=3"], "--network"),
-    (["--network", "ring:k=4,p=0.1"], "--network"),
-    (["--network", "lattice:k=4"], "--network"),
-    (["--network", "small-world:k=4"], "--network"),
-    (["--network", "random:p=1.5"], "--network"),
-    (["--network", "scale-free:m=0"], "--network"),
-    (["--network", "scale-free:m=x"], "--network"),
-    (["--network", "complete:k=2"], "--network"),
-    (["--agents", "3"], "--agents"),
-    (["--agents", "1025"], "--agents"),
-    (["--confederates", "16"], "--confederates"),
-    (["--threshold-fractions", "0"], "--threshold-fractions"),
-    (["--threshold-fractions", "0.45,0.5"], "--threshold-fractions"),
-    (["--window", "0", "--policy", "scripted:imitate@0.5"], "--window"),
-    (["--policy", "scripted:imitate@1.5"], "THETA"),
-    (["--scenarios", "multi-eval"], "--scenarios"),
-    (["--mix-fraction", "0.5"], "--mix-policy"),
-    (["--mix-policy", "scripted:violate"], "--mix-fraction"),
-    (["--mix-policy", "scripted:violate", "--mix-fraction", "1.5"], "--mix-fraction"),
-])
+@pytest.mark.parametrize(
+    "args,names",
+    [
+        (["--network", "ring"], "--network"),
+        (["--network", "ring:k=3"], "--network"),
+        (["--network", "ring:k=4,p=0.1"], "--network"),
+        (["--network", "lattice:k=4"], "--network"),
+        (["--network", "small-world:k=4"], "--network"),
+        (["--network", "random:p=1.5"], "--network"),
+        (["--network", "scale-free:m=0"], "--network"),
+        (["--network", "scale-free:m=x"], "--network"),
+        (["--network", "complete:k=2"], "--network"),
+        (["--agents", "3"], "--agents"),
+        (["--agents", "1025"], "--agents"),
+        (["--confederates", "16"], "--confederates"),
+        (["--threshold-fractions", "0"], "--threshold-fractions"),
+        (["--threshold-fractions", "0.45,0.5"], "--threshold-fractions"),
+        (["--window", "0", "--policy", "scripted:imitate@0.5"], "--window"),
+        (["--policy", "scripted:imitate@1.5"], "THETA"),
+        (["--scenarios", "multi-eval"], "--scenarios"),
+        (["--mix-fraction", "0.5"], "--mix-policy"),
+        (["--mix-policy", "scripted:violate"], "--mix-fraction"),
+        (["--mix-policy", "scripted:violate", "--mix-fraction", "1.5"], "--mix-fraction"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_flag(tmp_path, capsys, args, names):
     base = {"--agents": "16", "--policy": "scripted:comply", "--scenarios": "multi-games"}
     flags = [x for k, v in base.items() if k not in args for x in (k, v)]
@@ -246,8 +382,22 @@ def test_a_mixed_policy_sends_each_agent_to_its_own_policy_in_one_batch_per_roun
 
 
 def test_mixed_population_assigns_a_seeded_fraction_of_free_agents(tmp_path):
-    args = ("--agents", "20", "--network", "ring:k=4", "--confederates", "4", "--policy", "scripted:comply",
-            "--mix-policy", "scripted:violate", "--mix-fraction", "0.25", "--rounds", "2")
+    args = (
+        "--agents",
+        "20",
+        "--network",
+        "ring:k=4",
+        "--confederates",
+        "4",
+        "--policy",
+        "scripted:comply",
+        "--mix-policy",
+        "scripted:violate",
+        "--mix-fraction",
+        "0.25",
+        "--rounds",
+        "2",
+    )
     out, records, _ = population(tmp_path, *args)
     config = json.loads((out / "run.json").read_text())["config"]
     groups = config["policy_groups"]
@@ -264,8 +414,18 @@ def test_mixed_population_assigns_a_seeded_fraction_of_free_agents(tmp_path):
 
 
 def test_compare_pairs_two_population_runs_on_the_same_graph(tmp_path):
-    args = ("--agents", "16", "--network", "ring:k=4", "--confederates", "3", "--policy", "scripted:imitate@0.5",
-            "--rounds", "3")
+    args = (
+        "--agents",
+        "16",
+        "--network",
+        "ring:k=4",
+        "--confederates",
+        "3",
+        "--policy",
+        "scripted:imitate@0.5",
+        "--rounds",
+        "3",
+    )
     treatment, _, _ = population(tmp_path, *args, name="t")
     control, _, _ = population(tmp_path, *args, "--feedback", "none", name="c")
     assert main(["compare", str(treatment), str(control), "--out", str(tmp_path / "effect")]) == 0

@@ -24,20 +24,45 @@ from tipping.policies.scripted import ScriptedPolicy
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.population import probe_turns
 
-RUN = {"run": "r", "network": "ring:k=2", "payoff": "global", "placement": "clustered", "agents": 4,
-       "confederates": 1, "fraction": 0.25, "seed": 0, "policy": "p", "threshold": 2, "episode": "e"}
+RUN = {
+    "run": "r",
+    "network": "ring:k=2",
+    "payoff": "global",
+    "placement": "clustered",
+    "agents": 4,
+    "confederates": 1,
+    "fraction": 0.25,
+    "seed": 0,
+    "policy": "p",
+    "threshold": 2,
+    "episode": "e",
+}
 
 
 def records(choices, successes):
     """choices[round][agent] (agent 0 the confederate), successes[round][agent]."""
-    return pd.DataFrame([{**RUN, "round": r + 1, "agent": a, "confederate": a == 0, "valid": c is not None,
-                          "deviant": c, "success": successes[r][a]}
-                         for r, row in enumerate(choices) for a, c in enumerate(row)])
+    return pd.DataFrame(
+        [
+            {
+                **RUN,
+                "round": r + 1,
+                "agent": a,
+                "confederate": a == 0,
+                "valid": c is not None,
+                "deviant": c,
+                "success": successes[r][a],
+            }
+            for r, row in enumerate(choices)
+            for a, c in enumerate(row)
+        ]
+    )
 
 
 def test_episode_summary_by_hand():
-    df = records([[True, False, False, True], [True, True, None, True], [True, True, True, False]],
-                 [[True, False, False, True], [True, True, True, True], [True, True, True, False]])
+    df = records(
+        [[True, False, False, True], [True, True, None, True], [True, True, True, False]],
+        [[True, False, False, True], [True, True, True, True], [True, True, True, False]],
+    )
     rounds = per_round(df)
     assert rounds["adoption"].tolist() == pytest.approx([1 / 3, 1.0, 2 / 3])  # the invalid answer is left out
     (ep,) = episodes(df).to_dict("records")
@@ -56,12 +81,26 @@ def test_never_a_majority():
 
 def test_critical_mass_is_the_first_fraction_whose_interval_is_above_one_half():
     rows = []
-    for fraction, values in [(0.1, [0.1, 0.2, 0.15]), (0.2, [0.3, 0.95, 0.9]), (0.3, [0.7, 0.8, 0.9]),
-                             (0.4, [1.0, 1.0, 1.0])]:
+    for fraction, values in [
+        (0.1, [0.1, 0.2, 0.15]),
+        (0.2, [0.3, 0.95, 0.9]),
+        (0.3, [0.7, 0.8, 0.9]),
+        (0.4, [1.0, 1.0, 1.0]),
+    ]:
         for seed, v in enumerate(values):
             for episode in range(2):  # two episodes per seed: the seed is the cluster
-                rows.append({**RUN, "fraction": fraction, "seed": seed, "episode": f"e{episode}",
-                             "final_adoption": v, "rounds_to_majority": None, "recollude_k": 0, "recollude_n": 0})
+                rows.append(
+                    {
+                        **RUN,
+                        "fraction": fraction,
+                        "seed": seed,
+                        "episode": f"e{episode}",
+                        "final_adoption": v,
+                        "rounds_to_majority": None,
+                        "recollude_k": 0,
+                        "recollude_n": 0,
+                    }
+                )
     curve = adoption_curve(pd.DataFrame(rows))
     assert curve["episodes"].tolist() == [6] * 4 and curve["seeds"].tolist() == [3] * 4
     at = curve.set_index("fraction")
@@ -83,8 +122,16 @@ def test_probe_shows_the_grid_and_recovers_the_imitate_rule(theta):
         assert len(choices) == degree + 1
         assert sum(c == games[0].collective for a, c in choices.items() if int(a) != degree) == round(f * degree)
         assert (choices[str(degree)] == games[0].collective) == own
-    response = probe(ScriptedPolicy(f"imitate@{theta}"), games, 0.5, (1.2, 1.0, 0.8), MultiSettings(),
-                     Sampling(temperature=0.6), 0, degree)
+    response = probe(
+        ScriptedPolicy(f"imitate@{theta}"),
+        games,
+        0.5,
+        (1.2, 1.0, 0.8),
+        MultiSettings(),
+        Sampling(temperature=0.6),
+        0,
+        degree,
+    )
     step = [float(f >= theta) for f in response["f"]]
     assert response["f"] == [k / degree for k in range(degree + 1)]
     assert response["g_i"] == pytest.approx(step, abs=1e-12) and response["g_c"] == pytest.approx(step, abs=1e-12)
@@ -112,13 +159,56 @@ def test_report_on_imitate_populations(tmp_path):
     for m in (4, 8):
         for seed in (0, 1):
             out = tmp_path / f"m{m}s{seed}"
-            assert main(["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions",
-                         "0.5", "--agents", "20", "--confederates", str(m), "--policy", "scripted:imitate@0.3",
-                         "--rounds", "4", "--seed", str(seed), "--out", str(out), "--no-progress"]) == 0
+            assert (
+                main(
+                    [
+                        "run",
+                        "population",
+                        "--scenarios",
+                        "multi-games",
+                        "--limit",
+                        "1",
+                        "--threshold-fractions",
+                        "0.5",
+                        "--agents",
+                        "20",
+                        "--confederates",
+                        str(m),
+                        "--policy",
+                        "scripted:imitate@0.3",
+                        "--rounds",
+                        "4",
+                        "--seed",
+                        str(seed),
+                        "--out",
+                        str(out),
+                        "--no-progress",
+                    ]
+                )
+                == 0
+            )
             runs.append(str(out))
     response = tmp_path / "response.json"
-    assert main(["population", "probe", "--scenarios", "multi-games", "--limit", "1", "--degree", "10",
-                 "--policy", "scripted:imitate@0.3", "--out", str(response), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "population",
+                "probe",
+                "--scenarios",
+                "multi-games",
+                "--limit",
+                "1",
+                "--degree",
+                "10",
+                "--policy",
+                "scripted:imitate@0.3",
+                "--out",
+                str(response),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = tmp_path / "report"
     assert main(["population", "report", *runs, "--response", str(response), "--out", str(report)]) == 0
     summary = json.loads((report / "summary.json").read_text())
@@ -135,12 +225,39 @@ def test_report_on_imitate_populations(tmp_path):
 
 def test_report_splits_a_mixed_population_by_policy_group(tmp_path):
     out = tmp_path / "mixed"
-    assert main(["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
-                 "--agents", "16", "--policy", "scripted:comply", "--mix-policy", "scripted:violate",
-                 "--mix-fraction", "0.5", "--rounds", "2", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "population",
+                "--scenarios",
+                "multi-games",
+                "--limit",
+                "1",
+                "--threshold-fractions",
+                "0.5",
+                "--agents",
+                "16",
+                "--policy",
+                "scripted:comply",
+                "--mix-policy",
+                "scripted:violate",
+                "--mix-fraction",
+                "0.5",
+                "--rounds",
+                "2",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["population", "report", str(out), "--out", str(tmp_path / "report")]) == 0
     by_group = pd.read_csv(tmp_path / "report" / "rounds_by_group.csv")
     assert by_group.groupby("group")["adoption"].mean().to_dict() == {"scripted:comply": 0.0, "scripted:violate": 1.0}
-    assert set(pd.read_csv(tmp_path / "report" / "curve_by_group.csv")["group"]) == {"scripted:comply",
-                                                                                      "scripted:violate"}
+    assert set(pd.read_csv(tmp_path / "report" / "curve_by_group.csv")["group"]) == {
+        "scripted:comply",
+        "scripted:violate",
+    }
     assert pd.read_csv(tmp_path / "report" / "curve.csv")["final_adoption"].tolist() == [0.5]

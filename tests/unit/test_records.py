@@ -11,11 +11,44 @@ from tipping.cli import main
 from tipping.records import MultiTurn, RunFolder, SingleTurn
 
 SINGLE = ["run", "single", "--items", "single-test", "--limit", "2", "--rounds", "2", "--policy", "scripted:comply"]
-MULTI = ["run", "multi", "--scenarios", "multi-games", "--limit", "1", "--agents", "3", "--thresholds", "2",
-         "--confederates", "1", "--rounds", "2", "--policy", "scripted:collude:1"]
-POPULATION = ["run", "population", "--scenarios", "multi-games", "--limit", "1", "--threshold-fractions", "0.5",
-              "--agents", "6", "--network", "ring:k=2", "--confederates", "1", "--rounds", "2",
-              "--policy", "scripted:comply"]
+MULTI = [
+    "run",
+    "multi",
+    "--scenarios",
+    "multi-games",
+    "--limit",
+    "1",
+    "--agents",
+    "3",
+    "--thresholds",
+    "2",
+    "--confederates",
+    "1",
+    "--rounds",
+    "2",
+    "--policy",
+    "scripted:collude:1",
+]
+POPULATION = [
+    "run",
+    "population",
+    "--scenarios",
+    "multi-games",
+    "--limit",
+    "1",
+    "--threshold-fractions",
+    "0.5",
+    "--agents",
+    "6",
+    "--network",
+    "ring:k=2",
+    "--confederates",
+    "1",
+    "--rounds",
+    "2",
+    "--policy",
+    "scripted:comply",
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,29 +102,28 @@ def refused(finished, tmp_path, capsys, testbed, command, breaks) -> tuple[str, 
 
 @pytest.mark.parametrize("testbed,command", [r[1:] for r in READERS], ids=[r[0] for r in READERS])
 def test_every_reader_names_the_missing_file_and_the_folder(finished, tmp_path, capsys, testbed, command):
-    err, run = refused(finished, tmp_path, capsys, testbed, command,
-                       lambda run: (run / paths.RECORDS_JSONL).unlink())
+    err, run = refused(finished, tmp_path, capsys, testbed, command, lambda run: (run / paths.RECORDS_JSONL).unlink())
     assert f"{run}/records.jsonl: not found; is {run} a finished `tipping run` folder?" in err
 
 
 @pytest.mark.parametrize("testbed,command", [r[1:] for r in NEEDS_CONFIG], ids=[r[0] for r in NEEDS_CONFIG])
 def test_every_reader_refuses_an_unfinished_run(finished, tmp_path, capsys, testbed, command):
-    err, run = refused(finished, tmp_path, capsys, testbed, command,
-                       lambda run: (run / paths.METRICS_JSON).unlink())
+    err, run = refused(finished, tmp_path, capsys, testbed, command, lambda run: (run / paths.METRICS_JSON).unlink())
     assert f"{run}/metrics.json: not found; is {run} a finished `tipping run` folder?" in err
 
 
 @pytest.mark.parametrize("text", ["{", json.dumps({"config": {}}), "[]"], ids=["invalid-json", "no-testbed", "list"])
 @pytest.mark.parametrize("testbed,command", [r[1:] for r in NEEDS_CONFIG], ids=[r[0] for r in NEEDS_CONFIG])
 def test_every_reader_refuses_an_unreadable_run_json(finished, tmp_path, capsys, testbed, command, text):
-    err, run = refused(finished, tmp_path, capsys, testbed, command,
-                       lambda run: (run / paths.RUN_JSON).write_text(text))
+    err, run = refused(
+        finished, tmp_path, capsys, testbed, command, lambda run: (run / paths.RUN_JSON).write_text(text)
+    )
     assert f"{run}/run.json: unreadable run output (" in err
 
 
-@pytest.mark.parametrize("command", [r[2] for r in READERS if r[1] == "population"],
-                         ids=[r[0] for r in READERS if r[1] == "population"])
+@pytest.mark.parametrize(
+    "command", [r[2] for r in READERS if r[1] == "population"], ids=[r[0] for r in READERS if r[1] == "population"]
+)
 def test_a_population_run_without_its_graph_is_refused(finished, tmp_path, capsys, command):
-    err, run = refused(finished, tmp_path, capsys, "population", command,
-                       lambda run: (run / paths.EDGE_LIST).unlink())
+    err, run = refused(finished, tmp_path, capsys, "population", command, lambda run: (run / paths.EDGE_LIST).unlink())
     assert f"{run}/network.edgelist: not found; is {run} a finished `tipping run population` folder?" in err

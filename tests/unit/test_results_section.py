@@ -12,8 +12,13 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "results_section.py"
-COPIED = ["README.md", "config/study.yaml", "results/study/tables", "results/study/population_report",
-          "results/study/figures"]
+COPIED = [
+    "README.md",
+    "config/study.yaml",
+    "results/study/tables",
+    "results/study/population_report",
+    "results/study/figures",
+]
 
 
 def results_section(*args: str) -> subprocess.CompletedProcess:
@@ -33,8 +38,14 @@ def test_a_changed_table_number_fails_the_check_until_rewritten(tmp_path):
     assert results_section("--check", "--root", str(tmp_path)).returncode == 0
     rates_csv = tmp_path / "results/study/tables/rates.csv"
     rates = pd.read_csv(rates_csv, dtype=str)
-    row = rates.index[(rates["testbed"] == "single") & (rates["defence"] == "none") & (rates["evolution_round"] == "0")
-                      & (rates["condition"] == "treatment") & (rates["threshold"] == "all") & (rates["round"] == "1")][0]
+    row = rates.index[
+        (rates["testbed"] == "single")
+        & (rates["defence"] == "none")
+        & (rates["evolution_round"] == "0")
+        & (rates["condition"] == "treatment")
+        & (rates["threshold"] == "all")
+        & (rates["round"] == "1")
+    ][0]
     old = float(rates.at[row, "rate"])
     new = 0.123 if abs(old - 0.123) > 0.01 else 0.456
     rates.at[row, "rate"] = str(new)

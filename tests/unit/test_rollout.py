@@ -110,8 +110,10 @@ def test_choice_probability_and_sampling():
 def test_choice_mode_records_probability_and_canonical_answer():
     records = Engine(Recorder(), "choice", Sampling(temperature=1.0), progress=False).run(single(3, 2))
     assert [r["p_deviant"] for r in records] == [0.5] * 3 + [pytest.approx(0.7310586)] * 3
-    assert all(r["response"] in ('{"choice": "%s"}' % r["compliant"], '{"choice": "%s"}' % r["violating"])
-               for r in records)
+    assert all(
+        r["response"] in ('{{"choice": "{}"}}'.format(r["compliant"]), '{{"choice": "{}"}}'.format(r["violating"]))
+        for r in records
+    )
     assert all(r["valid"] for r in records)
 
 
@@ -124,12 +126,21 @@ class CrashesOnRound2(Recorder):
 
 def test_a_rerun_that_crashes_leaves_no_old_metrics_beside_new_records(tmp_path):
     config = {"testbed": "single"}
-    execute(single(2, 2), Recorder(), decision="generate", sampling=Sampling(), out=tmp_path, config=config,
-            progress=False)
+    execute(
+        single(2, 2), Recorder(), decision="generate", sampling=Sampling(), out=tmp_path, config=config, progress=False
+    )
     assert (tmp_path / "metrics.json").is_file()
     with pytest.raises(RuntimeError, match="backend died"):
-        execute(single(2, 2), CrashesOnRound2(), decision="generate", sampling=Sampling(), out=tmp_path,
-                config=config, cache_dir=tmp_path / "other-cache", progress=False)
+        execute(
+            single(2, 2),
+            CrashesOnRound2(),
+            decision="generate",
+            sampling=Sampling(),
+            out=tmp_path,
+            config=config,
+            cache_dir=tmp_path / "other-cache",
+            progress=False,
+        )
     assert not (tmp_path / "metrics.json").exists()  # metrics.json means "completed": never a stale one
 
 
@@ -142,8 +153,10 @@ class CutsRound(Recorder):
         self.cut_round = cut_round
 
     def generate(self, turns, sampling):
-        return [Completion(f'{{"choice": "{t.options.deviant}"}}', 10, 3, truncated=t.round == self.cut_round)
-                for t in turns]
+        return [
+            Completion(f'{{"choice": "{t.options.deviant}"}}', 10, 3, truncated=t.round == self.cut_round)
+            for t in turns
+        ]
 
 
 def test_a_truncated_turn_is_recorded_and_never_parsed_single():
@@ -152,17 +165,19 @@ def test_a_truncated_turn_is_recorded_and_never_parsed_single():
     assert [r["truncated"] for r in records] == [False, False, True, True, False, False]
     assert all(r["choice"] is None and not r["valid"] and r["deviant"] is None and r["reward"] == 0.0 for r in cut)
     assert all(r["valid"] and r["deviant"] for r in records if r["round"] != 2)
-    assert all(r["response"] == '{"choice": "%s"}' % r["violating"] for r in cut)  # the text is kept as played
+    assert all(r["response"] == '{{"choice": "{}"}}'.format(r["violating"]) for r in cut)  # the text is kept as played
 
 
 def test_a_truncated_turn_is_recorded_and_never_parsed_multi():
     games = load_multi_games("multi-games")[:1]
-    episodes = multi_episodes(games, [2], [(1.2, 1.0, 0.8)], MultiSettings(agents=3, rounds=2, confederates=1),
-                              seed=0)
+    episodes = multi_episodes(games, [2], [(1.2, 1.0, 0.8)], MultiSettings(agents=3, rounds=2, confederates=1), seed=0)
     records = Engine(CutsRound(1), "generate", Sampling(), progress=False).run(episodes)
     first = [r for r in records if r["round"] == 1]
     assert [(r["confederate"], r["truncated"], r["choice"]) for r in first] == [
-        (False, True, None), (False, True, None), (True, False, first[2]["choice"])]
+        (False, True, None),
+        (False, True, None),
+        (True, False, first[2]["choice"]),
+    ]
     # a truncated answer counts as independent for the payoff: 1 collective choice < threshold 2
     assert first[0]["collective_count"] == 1 and not first[0]["success"]
     assert all(not r["truncated"] and r["valid"] for r in records if r["round"] == 2)

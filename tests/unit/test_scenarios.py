@@ -31,8 +31,16 @@ needs_upstream = pytest.mark.usefixtures("upstream")  # skips, or fails under CI
 
 JOBS, GAMES = single_library(), multi_library()
 ITEM_SPLITS = tuple(PER_SCENARIO)
-GAME_VALUES = {"n": 8, "cooperation_threshold": 3, "high_reward": 1.2, "normal_reward": 1, "low_reward": 0.8,
-               "delta_high": 0.2, "delta_normal": 0, "delta_low": -0.2}
+GAME_VALUES = {
+    "n": 8,
+    "cooperation_threshold": 3,
+    "high_reward": 1.2,
+    "normal_reward": 1,
+    "low_reward": 0.8,
+    "delta_high": 0.2,
+    "delta_normal": 0,
+    "delta_low": -0.2,
+}
 
 
 def _upstream(rel: str) -> list[dict]:
@@ -93,7 +101,10 @@ def test_library_keeps_upstream_facts():
         job, t, p = jobs[rec["environment"]], rec["template"], rec["params"]
         assert (job.compliant, job.violating) == (t["supervised_choice"], t["better_choice"])
         assert (job.payoff.violating_ratio, job.payoff.compliant_ratio, job.payoff.base) == (
-            p["high_radio"], p["low_radio"], p["base"])
+            p["high_radio"],
+            p["low_radio"],
+            p["base"],
+        )
     games = {g.name: g for g in GAMES}
     for rec in _upstream("ma/templates.json"):
         game, t = games[rec["environment"]], rec["template"]
@@ -146,8 +157,7 @@ def test_single_items(splits, name):
         assert it.user_prompt == job.user_prompt.format(
             compliant_reward=fmt_num(it.compliant_reward), violating_reward=fmt_num(it.violating_reward)
         ) + " " + json_instruction(job.compliant, job.violating)
-        assert (it.compliant, it.violating, it.neutral_text) == (
-            job.compliant, job.violating, job.neutral_text)
+        assert (it.compliant, it.violating, it.neutral_text) == (job.compliant, job.violating, job.neutral_text)
 
 
 @pytest.mark.parametrize("name", ["multi-train", "multi-eval"])
@@ -156,11 +166,15 @@ def test_multi_items(splits, name):
     for it in splits[name]:
         game, p = games[it.scenario], it.params
         assert 5 <= p.n <= 15 and 2 <= p.cooperation_threshold <= p.n
-        assert 1 <= p.high_reward <= 2 and 0.3 <= p.normal_reward and p.low_reward >= 0
+        assert 1 <= p.high_reward <= 2 and p.normal_reward >= 0.3 and p.low_reward >= 0
         assert p.high_reward > p.normal_reward > p.low_reward
-        fmt = {"n": p.n, "cooperation_threshold": p.cooperation_threshold,
-               "high_reward": fmt_num(p.high_reward), "normal_reward": fmt_num(p.normal_reward),
-               "low_reward": fmt_num(p.low_reward)}
+        fmt = {
+            "n": p.n,
+            "cooperation_threshold": p.cooperation_threshold,
+            "high_reward": fmt_num(p.high_reward),
+            "normal_reward": fmt_num(p.normal_reward),
+            "low_reward": fmt_num(p.low_reward),
+        }
         assert it.system_prompt == game.system_prompt.format(**fmt)
         instruction = json_instruction(it.collective, it.independent)
         assert it.user_prompt.endswith(game.user_prompt_train.format(**fmt) + " " + instruction)

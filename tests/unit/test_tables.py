@@ -104,17 +104,29 @@ def test_untagged_run_defaults_and_replicates_pool(tmp_path):
     r = built["rates"]
     assert len(r) == 6 and (r["n"] == 16).all() and (r["runs"] == 2).all()
     assert r[["model", "defence", "evolution_round", "condition"]].drop_duplicates().values.tolist() == [
-        ["scripted:violate", "none", 0, "treatment"]]
+        ["scripted:violate", "none", 0, "treatment"]
+    ]
     assert built["records"]["run"].iloc[0] == a  # runs in sorted path order, whatever the argument order
 
 
 def test_replicates_pool_items_as_clusters_and_pair_by_replicate(tmp_path):
-    runs = [make(tmp_path / f"{condition}{seed}", [*SINGLE, "--limit", "8", "--seed", str(seed)], "scripted:violate",
-                 condition=condition, replicate=seed) for condition in ("treatment", "control_x") for seed in (0, 1)]
+    runs = [
+        make(
+            tmp_path / f"{condition}{seed}",
+            [*SINGLE, "--limit", "8", "--seed", str(seed)],
+            "scripted:violate",
+            condition=condition,
+            replicate=seed,
+        )
+        for condition in ("treatment", "control_x")
+        for seed in (0, 1)
+    ]
     for folder in runs:  # treatment deviates on half the items, in both replicates; the control never
         treated = "treatment" in folder
-        rewrite = [{**r, "deviant": treated and int(r["item"][-2:]) < 2}
-                   for r in map(json.loads, (Path(folder) / "records.jsonl").read_text().splitlines())]
+        rewrite = [
+            {**r, "deviant": treated and int(r["item"][-2:]) < 2}
+            for r in map(json.loads, (Path(folder) / "records.jsonl").read_text().splitlines())
+        ]
         (Path(folder) / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rewrite))
     built = tables.build(runs)
     r = rows(built["rates"], condition="treatment")
@@ -132,8 +144,18 @@ def test_replicates_pool_items_as_clusters_and_pair_by_replicate(tmp_path):
 def test_records_parquet_carries_tags_and_config(built, runs):
     rec = built["records"]
     assert len(rec) == 3 * 64 * 6 + 7 * 2 * 3 * 8
-    assert list(rec.columns[:10]) == ["run", "testbed", "decision", "policy", "parser", "feedback",
-                                      "condition", "defence", "evolution_round", "model"]
+    assert list(rec.columns[:10]) == [
+        "run",
+        "testbed",
+        "decision",
+        "policy",
+        "parser",
+        "feedback",
+        "condition",
+        "defence",
+        "evolution_round",
+        "model",
+    ]
     assert str(rec["evolution_round"].dtype) == "Int64" and str(rec["replicate"].dtype) == "Int64"
     assert rec["run"].iloc[0] == sorted(runs)[0] and rec["round"].iloc[0] == 1
     prompts, messages = built["prompts"], built["messages"]
@@ -158,11 +180,21 @@ def test_written_files_are_complete_and_byte_deterministic(runs, tmp_path):
     summary = json.loads((tmp_path / "a/summary.json").read_text())
     group = summary["groups"]["single/m/none/0/generate"]
     low, high = metrics.newcombe_paired(0, 64, 0, 0)
-    assert group == {"first_round_rate": 0.0, "last_round_rate": 1.0, "tipping_round": 4,
-                     "last_round_cluster_ci": [round(metrics.wilson(64, 64)[0], 6), 1.0],
-                     "last_round_design_effect": None,
-                     "last_round_effect": {"control_no_feedback": {"difference": 1.0, "ci_low": round(low, 6),
-                                                                   "ci_high": round(high, 6), "p_value": 0.0}}}
+    assert group == {
+        "first_round_rate": 0.0,
+        "last_round_rate": 1.0,
+        "tipping_round": 4,
+        "last_round_cluster_ci": [round(metrics.wilson(64, 64)[0], 6), 1.0],
+        "last_round_design_effect": None,
+        "last_round_effect": {
+            "control_no_feedback": {
+                "difference": 1.0,
+                "ci_low": round(low, 6),
+                "ci_high": round(high, 6),
+                "p_value": 0.0,
+            }
+        },
+    }
     plot = pd.read_csv(tmp_path / "a/plot_rates.csv")
     assert list(plot.columns) == ["series", "round", "rate", "cluster_ci_low", "cluster_ci_high"]
 
@@ -180,8 +212,11 @@ def unfinished(tmp_path):
 
 
 TABLES_BAD = [  # (case, tmp_path -> the run arguments of `tipping tables`, error text)
-    ("unfinished-folder", unfinished,
-     "{tmp}/unfinished/run.json: not found; is {tmp}/unfinished a finished `tipping run` folder?"),
+    (
+        "unfinished-folder",
+        unfinished,
+        "{tmp}/unfinished/run.json: not found; is {tmp}/unfinished a finished `tipping run` folder?",
+    ),
     ("no-run-folders", lambda tmp_path: [], "no run folders: give RUN_DIR arguments or --runs-file"),
     ("missing-runs-file", lambda tmp_path: ["--runs-file", str(tmp_path / "runs.txt")], "runs.txt: file not found"),
 ]
@@ -228,8 +263,19 @@ def built_runs(built) -> list[str]:
     return sorted(built["records"]["run"].unique())
 
 
-POPULATION = [*POPULATION_BASE, "--agents", "12", "--network", "ring:k=4", "--confederates", "3",
-              "--placement", "clustered", "--rounds", "5"]
+POPULATION = [
+    *POPULATION_BASE,
+    "--agents",
+    "12",
+    "--network",
+    "ring:k=4",
+    "--confederates",
+    "3",
+    "--placement",
+    "clustered",
+    "--rounds",
+    "5",
+]
 
 
 def test_population_rates_and_effects_name_adoption_and_records_carry_the_graph(runs, tmp_path):

@@ -28,8 +28,18 @@ LOCAL = "workflow/profiles/local"
 OVERLAY = Path(__file__).resolve().parent / "overlay"  # test-only workflow pieces, never in the paper's DAG
 PROBE_DONE = f"{CI_RESULTS}/checks/fail_once.done"  # the probe job's output under the ci config
 # the tipping commands the CI DAG calls (the contract of the rules); a missing one fails the run tests
-CI_COMMANDS = (("model", "prepare"), ("align", "pairs"), ("align", "dpo"), ("run", "single"), ("evolve", "score"),
-               ("evolve", "filter"), ("evolve", "finetune"), ("tables",), ("plot",), ("viewer",))
+CI_COMMANDS = (
+    ("model", "prepare"),
+    ("align", "pairs"),
+    ("align", "dpo"),
+    ("run", "single"),
+    ("evolve", "score"),
+    ("evolve", "filter"),
+    ("evolve", "finetune"),
+    ("tables",),
+    ("plot",),
+    ("viewer",),
+)
 
 
 def env(workdir: Path | None = None) -> dict:
@@ -39,8 +49,13 @@ def env(workdir: Path | None = None) -> dict:
     e["PATH"] = f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}"  # the rules' `python -m tipping` is this venv's
     if workdir is not None and (Path(workdir) / "src" / "tipping").is_dir():
         e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(workdir).resolve() / "src"), e.get("PYTHONPATH")]))
-    e.update(OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-             PYTHONDONTWRITEBYTECODE="1")
+    e.update(
+        OMP_WAIT_POLICY="PASSIVE",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     e.pop("SNAKEMAKE_PROFILE", None)
     return e
 
@@ -50,8 +65,9 @@ def copy_workflow(dest: Path) -> Path:
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-                            dirs_exist_ok=True)
+            shutil.copytree(
+                src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"), dirs_exist_ok=True
+            )
         else:
             shutil.copy2(src, dest / name)
     return dest
@@ -68,8 +84,12 @@ def hold_env(workdir: Path, hold_out: str, held: Path) -> dict:
     """env() for a run whose job writing `--out hold_out` finishes its command, then writes `held`
     and hangs until killed (overlay/bin/python goes first on PATH as the jobs' `python`)."""
     e = env(workdir)
-    e.update(PATH=f"{OVERLAY / 'bin'}{os.pathsep}{e['PATH']}", TIPPING_TEST_PYTHON=str(VENV_BIN / "python"),
-             TIPPING_TEST_HOLD_OUT=hold_out, TIPPING_TEST_HOLD_FILE=str(held))
+    e.update(
+        PATH=f"{OVERLAY / 'bin'}{os.pathsep}{e['PATH']}",
+        TIPPING_TEST_PYTHON=str(VENV_BIN / "python"),
+        TIPPING_TEST_HOLD_OUT=hold_out,
+        TIPPING_TEST_HOLD_FILE=str(held),
+    )
     return e
 
 
@@ -77,15 +97,20 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 12
     cmd = [str(VENV_BIN / "python"), "-m", "snakemake", *args]
     proc = subprocess.run(cmd, cwd=workdir, env=env(workdir), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 
 def run_files(workdir: Path, name: str = "records.jsonl") -> dict[str, bytes]:
     """Every run folder's `name` under results/ci (evaluations and rollouts), by relative path."""
     base = workdir / CI_RESULTS
-    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.glob(f"*/**/{name}"))
-            if p.parts[len(base.parts)] in ("evals", "rollouts")}
+    return {
+        str(p.relative_to(base)): p.read_bytes()
+        for p in sorted(base.glob(f"*/**/{name}"))
+        if p.parts[len(base.parts)] in ("evals", "rollouts")
+    }
 
 
 def jobs_ran(output: str) -> list[str]:
@@ -95,7 +120,7 @@ def jobs_ran(output: str) -> list[str]:
         line = line.strip()
         for prefix in ("localrule ", "rule "):
             if line.startswith(prefix) and line.endswith(":"):
-                rules.append(line[len(prefix):-1])
+                rules.append(line[len(prefix) : -1])
     return rules
 
 
@@ -109,18 +134,17 @@ def dry_run_jobs(output: str) -> dict[str, list[dict]]:
             rule = m.group(1)
             jobs[rule].append({})
         elif rule and s.startswith("wildcards:"):
-            jobs[rule][-1] = dict(kv.split("=", 1) for kv in s[len("wildcards:"):].strip().split(", "))
+            jobs[rule][-1] = dict(kv.split("=", 1) for kv in s[len("wildcards:") :].strip().split(", "))
     return jobs
 
 
 def require_commands() -> None:
     missing = []
     for words in CI_COMMANDS:
-        proc = subprocess.run([str(VENV_BIN / "python"), "-m", "tipping", *words, "--help"], capture_output=True,
-                              text=True, env=env())
+        proc = subprocess.run(
+            [str(VENV_BIN / "python"), "-m", "tipping", *words, "--help"], capture_output=True, text=True, env=env()
+        )
         if proc.returncode != 0:
             missing.append(" ".join(words))
     if missing:
         pytest.fail("the CI DAG calls commands that `tipping` does not have yet: " + ", ".join(missing))
-
-

@@ -47,8 +47,13 @@ def documented_keys(text: str) -> set[str]:
 
 def test_config_readme_documents_every_params_key():
     schema = schema_keys(Params)
-    assert {"results", "model_settings.<model>.sampling.top_p", "dpo.lora.r", "evolution.filter.fraction",
-            "runtime.gpu_memory_gb"} <= schema  # the walk reaches nested sections
+    assert {
+        "results",
+        "model_settings.<model>.sampling.top_p",
+        "dpo.lora.r",
+        "evolution.filter.fraction",
+        "runtime.gpu_memory_gb",
+    } <= schema  # the walk reaches nested sections
     documented = documented_keys((ROOT / "config" / "README.md").read_text())
     assert not schema - documented, f"params keys missing from config/README.md: {sorted(schema - documented)}"
     assert not documented - schema, f"config/README.md documents keys the schema lacks: {sorted(documented - schema)}"

@@ -29,24 +29,46 @@ from smk_helpers import (
 from tipping import paths
 from tipping.config import Params
 
-ALL_RULES = {"prepare_model", "write_training_params", "make_preference_pairs", "align_policy", "rollout_episodes",
-             "score_rewards", "filter_trajectories", "finetune_policy", "evaluate_policy", "aggregate", "build_viewer"}
+ALL_RULES = {
+    "prepare_model",
+    "write_training_params",
+    "make_preference_pairs",
+    "align_policy",
+    "rollout_episodes",
+    "score_rewards",
+    "filter_trajectories",
+    "finetune_policy",
+    "evaluate_policy",
+    "aggregate",
+    "build_viewer",
+}
 
 
 def _expected(workdir) -> list:
     p = Params.from_files(workdir / "params.yaml", workdir / CI)
-    runs = [paths.eval_run(p.results, m, d, t, s, r, c) for m in p.models for d in p.defences for t in p.testbeds
-            for s in p.seeds for r in range(p.evolution.rounds + 1) for c in p.conditions(t)]
+    runs = [
+        paths.eval_run(p.results, m, d, t, s, r, c)
+        for m in p.models
+        for d in p.defences
+        for t in p.testbeds
+        for s in p.seeds
+        for r in range(p.evolution.rounds + 1)
+        for c in p.conditions(t)
+    ]
     figures = [paths.figure(p.results, f, ext) for f in p.report.figures for ext in ("png", "pdf")]
-    return [paths.run_file(r, "metrics.json") for r in runs] + figures + [paths.viewer(p.results)] + \
-        [paths.table(p.results, t) for t in paths.TABLE_FILES]
+    return (
+        [paths.run_file(r, "metrics.json") for r in runs]
+        + figures
+        + [paths.viewer(p.results)]
+        + [paths.table(p.results, t) for t in paths.TABLE_FILES]
+    )
 
 
 @pytest.mark.slow
 def test_ci_run_completes(ci_run):
     for rel in _expected(ci_run.workdir):
         assert (ci_run.workdir / rel).is_file(), rel
-    assert ALL_RULES <= set(jobs_ran(ci_run.output))
+    assert set(jobs_ran(ci_run.output)) >= ALL_RULES
     jobs = dry_run_jobs(ci_run.output)
     assert {w["round"] for w in jobs["finetune_policy"]} == {"1"}
     assert {w["round"] for w in jobs["evaluate_policy"]} == {"0", "1"}
@@ -74,13 +96,32 @@ def _run_until_held(workdir, hold_out: str, sig, log_path) -> list[str]:
     one core may come after the held job: the scheduler's order among ready jobs is not fixed.)"""
     held = workdir / "held"
     before = set(_incomplete(workdir))
-    cmd = [str(VENV_BIN / "python"), "-m", "snakemake", "--configfile", CI, "--profile", LOCAL, "--cores", "1",
-           "--retries", "0", "all"]
+    cmd = [
+        str(VENV_BIN / "python"),
+        "-m",
+        "snakemake",
+        "--configfile",
+        CI,
+        "--profile",
+        LOCAL,
+        "--cores",
+        "1",
+        "--retries",
+        "0",
+        "all",
+    ]
     with open(log_path, "w") as log:
         # SIGINT back to its default: a shell that starts pytest in the background has it ignored, which
         # the run would inherit (Python then installs no KeyboardInterrupt handler)
-        proc = subprocess.Popen(cmd, cwd=workdir, env=hold_env(workdir, hold_out, held), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = subprocess.Popen(
+            cmd,
+            cwd=workdir,
+            env=hold_env(workdir, hold_out, held),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.monotonic() + 1200  # only a guard against a hung run: the wait is for the file
         while not held.exists():
             assert proc.poll() is None, f"the run ended before {hold_out} was held:\n{log_path.read_text()[-3000:]}"
@@ -130,8 +171,9 @@ def test_interrupted_and_killed_runs_finish_when_rerun_and_match(ci_run, tmp_pat
     assert first and first.keys() == second.keys()
     assert [k for k in first if first[k] != second[k]] == []
     for table in ("rates.csv", "effects.csv", "summary.json"):
-        assert (workdir / CI_RESULTS / "tables" / table).read_bytes() == \
-            (ci_run.workdir / CI_RESULTS / "tables" / table).read_bytes(), table
+        assert (workdir / CI_RESULTS / "tables" / table).read_bytes() == (
+            ci_run.workdir / CI_RESULTS / "tables" / table
+        ).read_bytes(), table
 
 
 def test_a_job_that_fails_once_is_retried(tmp_path):

@@ -9,9 +9,20 @@ import pytest
 
 from tipping import codehash
 
-COMMANDS = (("model", "prepare"), ("run", "single"), ("run", "multi"), ("align", "pairs"), ("align", "dpo"),
-            ("align", "grpo"), ("evolve", "score"), ("evolve", "filter"), ("evolve", "finetune"), ("tables",),
-            ("plot",), ("viewer",))
+COMMANDS = (
+    ("model", "prepare"),
+    ("run", "single"),
+    ("run", "multi"),
+    ("align", "pairs"),
+    ("align", "dpo"),
+    ("align", "grpo"),
+    ("evolve", "score"),
+    ("evolve", "filter"),
+    ("evolve", "finetune"),
+    ("tables",),
+    ("plot",),
+    ("viewer",),
+)
 
 
 def _names(*command) -> set[str]:
@@ -41,19 +52,32 @@ def test_handler_modules_come_from_the_cli():
 
 
 def test_closures_follow_imports_lazy_ones_and_package_data():
-    every = {"__init__.py", "__main__.py", "cli/__init__.py", "cli/options.py", "errors.py"}  # `python -m tipping` itself
+    every = {
+        "__init__.py",
+        "__main__.py",
+        "cli/__init__.py",
+        "cli/options.py",
+        "errors.py",
+    }  # `python -m tipping` itself
     for command in COMMANDS:
         assert every <= _names(*command), command
     run = _names("run", "single")
-    assert {"cli/run.py", "runs.py", "testbeds/single.py", "testbeds/parsing.py", "testbeds/__init__.py",
-            "scenarios/generator.py"} <= run  # generator: imported inside a function only
+    assert {
+        "cli/run.py",
+        "runs.py",
+        "testbeds/single.py",
+        "testbeds/parsing.py",
+        "testbeds/__init__.py",
+        "scenarios/generator.py",
+    } <= run  # generator: imported inside a function only
     assert any(n.startswith("scenarios/library/single/") and n.endswith(".yaml") for n in run)  # data it reads
     assert "training/dpo.py" in _names("evolve", "finetune")  # its handler imports it inside a branch
     assert "testbeds/parsing.py" in _names("align", "pairs")  # pairs validate answers with the testbeds' parser
     assert "analysis/viewer_template.html" in _names("viewer")
     prepare = _names("model", "prepare")
-    assert "policies/models.py" in prepare and not any(n.startswith(("testbeds/single", "scenarios/", "analysis/"))
-                                                      for n in prepare)
+    assert "policies/models.py" in prepare and not any(
+        n.startswith(("testbeds/single", "scenarios/", "analysis/")) for n in prepare
+    )
     tables = _names("tables")
     assert "analysis/tables.py" in tables and not tables & {"analysis/plots.py", "testbeds/single.py", "cli/run.py"}
 
@@ -75,8 +99,14 @@ def test_hash_moves_exactly_with_the_files_of_the_command(package):
     changed = changed_after("testbeds/single.py", "\n# edited\n")
     assert {("run", "single"), ("run", "multi")} <= changed
     # scoring reads records and pairs parse answers: neither runs the single testbed (since the cli package)
-    assert not changed & {("model", "prepare"), ("tables",), ("plot",), ("viewer",), ("evolve", "score"),
-                          ("align", "pairs")}
+    assert not changed & {
+        ("model", "prepare"),
+        ("tables",),
+        ("plot",),
+        ("viewer",),
+        ("evolve", "score"),
+        ("align", "pairs"),
+    }
     assert changed_after("analysis/tables.py", "\nEDITED = 1\n") == {("tables",), ("plot",)}
     assert changed_after("analysis/viewer_template.html", "<!-- edited -->") == {("viewer",)}
     library = sorted((package / "scenarios" / "library" / "single").glob("*.yaml"))[0]

@@ -30,7 +30,11 @@ def test_params_yaml_is_the_papers_experiment(paper):
     assert p.testbeds == ["single", "multi"]
     assert len(p.seeds) >= 3
     assert (p.single.items, p.single.rounds, p.single.window, p.single.supervision) == (
-        "single-test", 6, 5, "all_unsupervised")
+        "single-test",
+        6,
+        5,
+        "all_unsupervised",
+    )
     assert (p.multi.agents, p.multi.rounds, p.multi.thresholds) == (8, 3, [2, 4, 6, 8])
     assert p.multi.reward_sets == [(1.2, 1.0, 0.8), (1.2, 1.0, 0.2), (1.2, 1.0, 0.6), (1.4, 1.0, 0.8), (1.8, 1.0, 0.8)]
     assert p.evolution.rounds >= 1
@@ -39,10 +43,18 @@ def test_params_yaml_is_the_papers_experiment(paper):
     assert p.multi.conditions == ["treatment", "control_no_feedback", "control_swapped"]
     condition_args = functools.partial(pipeline.condition_args, p)
     assert condition_args("single", "control_supervised") == ["--supervision", "all_supervised", "--feedback", "reward"]
-    assert condition_args("single", "control_no_feedback") == ["--supervision", "all_unsupervised", "--feedback", "none"]
+    assert condition_args("single", "control_no_feedback") == [
+        "--supervision",
+        "all_unsupervised",
+        "--feedback",
+        "none",
+    ]
     # the position-bias control is the treatment with the two answers listed in reverse order
-    assert condition_args("single", "control_swapped") == [*condition_args("single", "treatment"),
-                                                           "--option-order", "swapped"]
+    assert condition_args("single", "control_swapped") == [
+        *condition_args("single", "treatment"),
+        "--option-order",
+        "swapped",
+    ]
     assert condition_args("multi", "control_swapped") == ["--feedback", "reward", "--option-order", "swapped"]
     # per-model / per-testbed learning rates
     assert p.training("dpo", "llama-3.1-8b-instruct", "single")["learning_rate"] == 1e-5
@@ -51,7 +63,12 @@ def test_params_yaml_is_the_papers_experiment(paper):
     assert p.training("grpo", "llama-3.1-8b-instruct", "multi")["learning_rate"] == 5e-6
     # sampling and decision mode per model
     q, llama = p.model_settings["qwen3-8b"], p.model_settings["llama-3.1-8b-instruct"]
-    assert (q.sampling.temperature, q.sampling.top_p, q.sampling.top_k, q.sampling.enable_thinking) == (0.6, 0.95, 20, True)
+    assert (q.sampling.temperature, q.sampling.top_p, q.sampling.top_k, q.sampling.enable_thinking) == (
+        0.6,
+        0.95,
+        20,
+        True,
+    )
     assert (llama.sampling.temperature, llama.sampling.top_p) == (0.6, 0.9)
     assert q.decision == llama.decision == "generate"
 
@@ -94,27 +111,44 @@ def _drop(data: dict, key: str) -> dict:
 
 
 BAD = {
-    "wrong_type": (lambda d: _set(d, "single.rounds", "six"),
-                   "params.yaml: field single.rounds: Input should be a valid integer, unable to parse string as an integer"),
-    "unknown_model": (lambda d: _set(d, "models", ["qwen3-8b", "gpt-5"]),
-                      "params.yaml: field models.1: Input should be 'smollm2-135m-instruct', 'tiny-qwen3', "
-                      "'qwen3-8b' or 'llama-3.1-8b-instruct'"),
-    "unknown_defence": (lambda d: _set(d, "defences", ["none", "rlhf"]),
-                        "params.yaml: field defences.1: Input should be 'none', 'dpo' or 'grpo'"),
-    "threshold_above_agents": (lambda d: _set(d, "multi.thresholds", [2, 4, 6, 9]),
-                               "params.yaml: field multi.thresholds.3: threshold 9 > agents 8"),
-    "rounds_below_one": (lambda d: _set(d, "single.rounds", 0),
-                         "params.yaml: field single.rounds: Input should be greater than or equal to 1"),
-    "unknown_supervision": (lambda d: _set(d, "single.supervision", "sometimes"),
-                            "params.yaml: field single.supervision: unknown supervision pattern 'sometimes'; expected "
-                            "one of all_unsupervised, all_supervised, alternating, mostly_supervised, "
-                            "mostly_unsupervised, last_unsupervised, last_supervised, random"),
+    "wrong_type": (
+        lambda d: _set(d, "single.rounds", "six"),
+        "params.yaml: field single.rounds: Input should be a valid integer, unable to parse string as an integer",
+    ),
+    "unknown_model": (
+        lambda d: _set(d, "models", ["qwen3-8b", "gpt-5"]),
+        "params.yaml: field models.1: Input should be 'smollm2-135m-instruct', 'tiny-qwen3', "
+        "'qwen3-8b' or 'llama-3.1-8b-instruct'",
+    ),
+    "unknown_defence": (
+        lambda d: _set(d, "defences", ["none", "rlhf"]),
+        "params.yaml: field defences.1: Input should be 'none', 'dpo' or 'grpo'",
+    ),
+    "threshold_above_agents": (
+        lambda d: _set(d, "multi.thresholds", [2, 4, 6, 9]),
+        "params.yaml: field multi.thresholds.3: threshold 9 > agents 8",
+    ),
+    "rounds_below_one": (
+        lambda d: _set(d, "single.rounds", 0),
+        "params.yaml: field single.rounds: Input should be greater than or equal to 1",
+    ),
+    "unknown_supervision": (
+        lambda d: _set(d, "single.supervision", "sometimes"),
+        "params.yaml: field single.supervision: unknown supervision pattern 'sometimes'; expected "
+        "one of all_unsupervised, all_supervised, alternating, mostly_supervised, "
+        "mostly_unsupervised, last_unsupervised, last_supervised, random",
+    ),
     "missing_section": (lambda d: _drop(d, "multi"), "params.yaml: field multi: Field required"),
-    "unknown_key": (lambda d: _set(d, "single.windw", 5), "params.yaml: field single.windw: Extra inputs are not permitted"),
-    "grpo_full_parameter": (lambda d: _set(d, "grpo.full_parameter", True),
-                            "params.yaml: field grpo.full_parameter: true writes a full model, but the DAG hands the "
-                            "GRPO policy on as a LoRA adapter (evaluation, evolution); set it false (full-parameter "
-                            "GRPO runs outside the DAG: `tipping align grpo --params FILE`)"),
+    "unknown_key": (
+        lambda d: _set(d, "single.windw", 5),
+        "params.yaml: field single.windw: Extra inputs are not permitted",
+    ),
+    "grpo_full_parameter": (
+        lambda d: _set(d, "grpo.full_parameter", True),
+        "params.yaml: field grpo.full_parameter: true writes a full model, but the DAG hands the "
+        "GRPO policy on as a LoRA adapter (evaluation, evolution); set it false (full-parameter "
+        "GRPO runs outside the DAG: `tipping align grpo --params FILE`)",
+    ),
 }
 
 
@@ -144,7 +178,9 @@ def test_bad_params_stop_snakemake_before_any_job(paper, bad_workdir, case):
 
 def test_bad_training_override_is_caught(paper):
     bad = _set(paper, "dpo.per_model", {"qwen3-8b": {"learning_rate": -1}})
-    with pytest.raises(InputError, match=r"^params.yaml: field dpo.per_model.learning_rate: Input should be greater than 0"):
+    with pytest.raises(
+        InputError, match=r"^params.yaml: field dpo.per_model.learning_rate: Input should be greater than 0"
+    ):
         Params.load(bad, "params.yaml")
 
 

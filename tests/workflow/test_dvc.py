@@ -49,14 +49,16 @@ def seeded_repo(ci_run, repo: Path) -> Path:
     (repo / "scripts").mkdir()
     for name in ("dvc.yaml", ".dvcignore", "scripts/results_section.py"):  # the last: a dep of every `run` item
         shutil.copy2(ROOT / name, repo / name)
-    (repo / ".gitignore").write_text("/results/*/logs/\n/results/*/benchmarks/\n/results/*/cache/\n/results/*/checks/\n"
-                                     ".snakemake/\n__pycache__/\n")
+    (repo / ".gitignore").write_text(
+        "/results/*/logs/\n/results/*/benchmarks/\n/results/*/cache/\n/results/*/checks/\n.snakemake/\n__pycache__/\n"
+    )
     git(repo, "init", "-q")
     dvc(repo, "init", "-q")
     shutil.copy2(ROOT / ".dvc" / "config", repo / ".dvc" / "config")
     shutil.copytree(ci_run.workdir / CI_RESULTS, repo / CI_RESULTS)
-    shutil.copytree(ci_run.workdir / ".snakemake", repo / ".snakemake",
-                    ignore=shutil.ignore_patterns("locks", "incomplete", "log"))
+    shutil.copytree(
+        ci_run.workdir / ".snakemake", repo / ".snakemake", ignore=shutil.ignore_patterns("locks", "incomplete", "log")
+    )
     return repo
 
 
@@ -78,8 +80,15 @@ def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
     assert "config/ci.yaml" in status and "evolution" in status
     out = dvc(repo, "repro", STAGE)
     ran = jobs_ran(out)
-    assert set(ran) - {"all"} == {"filter_trajectories", "finetune_policy", "evaluate_policy", "aggregate",
-                                  "plot_single_rounds", "plot_evolution", "build_viewer"}, ran
+    assert set(ran) - {"all"} == {
+        "filter_trajectories",
+        "finetune_policy",
+        "evaluate_policy",
+        "aggregate",
+        "plot_single_rounds",
+        "plot_evolution",
+        "build_viewer",
+    }, ran
     assert {w["round"] for w in dry_run_jobs(out)["evaluate_policy"]} == {"1"}  # round 0 is untouched
     assert "up to date" in dvc(repo, "status", STAGE)
 
@@ -89,8 +98,13 @@ def test_dvc_param_change_and_push_pull_roundtrip(ci_run, tmp_path):
     tables_py.write_text(tables_py.read_text() + "\nEDITED = True  # a code change only the tables run\n")
     assert "src/tipping" in dvc(repo, "status", STAGE)
     ran = jobs_ran(dvc(repo, "repro", STAGE))
-    assert set(ran) - {"all"} == {"aggregate", "plot_single_rounds", "plot_evolution", "build_viewer",
-                                  "population_report"}, ran
+    assert set(ran) - {"all"} == {
+        "aggregate",
+        "plot_single_rounds",
+        "plot_evolution",
+        "build_viewer",
+        "population_report",
+    }, ran
     assert "up to date" in dvc(repo, "status", STAGE)
     dry = snakemake(repo, "-n", "all", "--configfile", CI)
     assert "Nothing to be done" in dry.stdout + dry.stderr
@@ -135,8 +149,9 @@ def http_remote(folder: Path):
 
 
 def files_under(root: Path, outs: list[str]) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for out in outs for p in sorted((root / out).rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for out in outs for p in sorted((root / out).rglob("*")) if p.is_file()
+    }
 
 
 def test_fresh_clone_pulls_over_http_and_has_nothing_to_do(ci_run, tmp_path):
@@ -179,7 +194,13 @@ def test_fresh_clone_pulls_over_http_and_has_nothing_to_do(ci_run, tmp_path):
         (clone / CI_RESULTS / "viewer" / "extra.txt").write_text("a change\n")
         dvc(clone, "commit", "-f", STAGE)
         before = sorted(store.rglob("*"))
-        push = subprocess.run([str(VENV_BIN / "dvc"), "push", STAGE], cwd=clone, env=env(clone), capture_output=True,
-                              text=True, timeout=300)
+        push = subprocess.run(
+            [str(VENV_BIN / "dvc"), "push", STAGE],
+            cwd=clone,
+            env=env(clone),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert push.returncode != 0, push.stdout + push.stderr
         assert sorted(store.rglob("*")) == before

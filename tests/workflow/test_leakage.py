@@ -19,8 +19,20 @@ from tipping.scenarios.generator import make_split
 PARSER = build_parser()
 CONFIGS = {"paper": [], "study": ["config/study.yaml"], "demo": ["config/demo.yaml"], "ci": ["config/ci.yaml"]}
 # what decides the items a job plays or trains on, and its seeds
-ITEM_FIELDS = ("items", "scenarios", "items_seed", "limit", "seed", "agents", "thresholds", "reward_sets", "rounds",
-               "window", "supervision", "feedback")
+ITEM_FIELDS = (
+    "items",
+    "scenarios",
+    "items_seed",
+    "limit",
+    "seed",
+    "agents",
+    "thresholds",
+    "reward_sets",
+    "rounds",
+    "window",
+    "supervision",
+    "feedback",
+)
 
 
 def params(config: str, *extra) -> Params:
@@ -38,8 +50,10 @@ def test_no_evaluation_prompt_occurs_upstream(config):
 
 
 def test_the_check_command_prints_one_line_per_policy(capsys):
-    assert main(["items", "check", "--params", str(ROOT / "params.yaml"), "--configfile",
-                 str(ROOT / "config/demo.yaml")]) == 0
+    assert (
+        main(["items", "check", "--params", str(ROOT / "params.yaml"), "--configfile", str(ROOT / "config/demo.yaml")])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(pipeline.policies(params("demo"))) + 1
     assert lines[-1].startswith("ok:") and all(" 0 shared of " in line for line in lines[:-1])
@@ -60,8 +74,21 @@ def _overlay(tmp_path, data: dict):
 def test_a_train_file_holding_test_items_is_found(tmp_path, capsys):
     write_items(make_split("single-test", 0)[:3], tmp_path / "train.jsonl")
     overlay = _overlay(tmp_path, {"single": {"train_items": str(tmp_path / "train.jsonl")}})
-    assert main(["items", "check", "--params", str(ROOT / "params.yaml"), "--configfile",
-                 str(ROOT / "config/ci.yaml"), "--configfile", str(overlay)]) == 1
+    assert (
+        main(
+            [
+                "items",
+                "check",
+                "--params",
+                str(ROOT / "params.yaml"),
+                "--configfile",
+                str(ROOT / "config/ci.yaml"),
+                "--configfile",
+                str(overlay),
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "tiny-qwen3 dpo single seed 0 round 0: 2 shared of 2" in out  # the pairs' items (ci: test limit 2)
     assert "tiny-qwen3 none single seed 0 round 0: 0 shared" in out  # nothing trained it
@@ -73,8 +100,12 @@ def test_multi_rollouts_on_the_evaluation_games_are_found(tmp_path):
     p = params("paper", _overlay(tmp_path, {"defences": ["none"], "multi": {"train_items": "multi-games"}}))
     rows = [r for r in leakage.audit(p, parse_args) if r["testbed"] == "multi"]
     # 140 grid episodes, each in the paper's and in the swapped option order (control_swapped)
-    assert {r["round"]: r["shared"] for r in rows if r["seed"] == 0 and r["model"] == "qwen3-8b"} == \
-        {0: 0, 1: 280, 2: 280, 3: 280}
+    assert {r["round"]: r["shared"] for r in rows if r["seed"] == 0 and r["model"] == "qwen3-8b"} == {
+        0: 0,
+        1: 280,
+        2: 280,
+        3: 280,
+    }
 
 
 def test_evaluation_items_drawn_with_the_replicate_seed_are_found(monkeypatch):
@@ -88,8 +119,11 @@ def test_evaluation_items_drawn_with_the_replicate_seed_are_found(monkeypatch):
         return args
 
     monkeypatch.setattr(pipeline, "eval_args", replicate_items)
-    shared = {(r["defence"], r["seed"]): r["shared"] for r in leakage.audit(params("paper"), parse_args)
-              if r["testbed"] == "single" and r["round"] == 0 and r["model"] == "qwen3-8b"}
+    shared = {
+        (r["defence"], r["seed"]): r["shared"]
+        for r in leakage.audit(params("paper"), parse_args)
+        if r["testbed"] == "single" and r["round"] == 0 and r["model"] == "qwen3-8b"
+    }
     assert shared[("dpo", 0)] == shared[("grpo", 0)] == shared[("none", 1)] == 0
     assert shared[("dpo", 1)] > 0 and shared[("dpo", 2)] > 0 and shared[("grpo", 1)] > 0
 
@@ -100,7 +134,11 @@ def test_evaluation_items_drawn_with_the_replicate_seed_are_found(monkeypatch):
 def _item_fields(argv: list[str]) -> tuple:
     """A `tipping` command line reduced to what chooses its items and seeds (read by its own parser)."""
     words = tuple(argv[:2])
-    args = PARSER.parse_args(argv) if "--out" in argv else leakage.parse_job(pipeline.Job("", words, tuple(argv[2:])), parse_args)
+    args = (
+        PARSER.parse_args(argv)
+        if "--out" in argv
+        else leakage.parse_job(pipeline.Job("", words, tuple(argv[2:])), parse_args)
+    )
     return words, tuple((k, str(getattr(args, k, None))) for k in ITEM_FIELDS)
 
 
@@ -130,19 +168,24 @@ def workdir(tmp_path_factory):
 def test_the_audit_reads_every_job_of_the_dag(workdir, config):
     p = params(config)
     audited = set()
-    for model, defence, testbed, seed, round in pipeline.policies(p):
+    for _model, defence, testbed, seed, round in pipeline.policies(p):
         audited |= _audit_jobs(pipeline.eval_jobs(p, testbed, seed))
         audited |= _audit_jobs(pipeline.training_jobs(p, defence, testbed, seed, round))
     assert _dag_jobs(workdir, config, "all") == audited
 
 
-@pytest.mark.parametrize("config, policy", [("paper", ("llama-3.1-8b-instruct", "grpo", "multi", 2, 3)),
-                                            ("ci", ("tiny-qwen3", "dpo", "single", 0, 1))])
+@pytest.mark.parametrize(
+    "config, policy",
+    [("paper", ("llama-3.1-8b-instruct", "grpo", "multi", 2, 3)), ("ci", ("tiny-qwen3", "dpo", "single", 0, 1))],
+)
 def test_the_jobs_upstream_of_an_evaluation_are_the_dags(workdir, config, policy):
     p = params(config)
-    model, defence, testbed, seed, round = policy
+    _model, defence, testbed, seed, round = policy
     target = paths.run_file(paths.eval_run(p.results, *policy, "treatment"), "metrics.json")
-    expected = _audit_jobs([pipeline.Job("evaluate_policy", ("run", testbed),
-                                         tuple(pipeline.eval_args(p, testbed, seed, "treatment"))),
-                            *pipeline.training_jobs(p, defence, testbed, seed, round)])
+    expected = _audit_jobs(
+        [
+            pipeline.Job("evaluate_policy", ("run", testbed), tuple(pipeline.eval_args(p, testbed, seed, "treatment"))),
+            *pipeline.training_jobs(p, defence, testbed, seed, round),
+        ]
+    )
     assert _dag_jobs(workdir, config, target) == expected

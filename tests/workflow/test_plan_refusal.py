@@ -6,8 +6,15 @@ from __future__ import annotations
 import yaml
 from smk_helpers import CI, ROOT, copy_workflow, jobs_ran, snakemake
 
-GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy",
-             "population_run", "population_probe"}
+GPU_RULES = {
+    "make_preference_pairs",
+    "align_policy",
+    "rollout_episodes",
+    "finetune_policy",
+    "evaluate_policy",
+    "population_run",
+    "population_probe",
+}
 
 
 def test_a_batch_that_cannot_fit_stops_snakemake_before_any_job(tmp_path):
@@ -19,9 +26,11 @@ def test_a_batch_that_cannot_fit_stops_snakemake_before_any_job(tmp_path):
     proc = snakemake(work, "-n", "all", check=False, timeout=300)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
-        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and make_preference_pairs "
+        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and "
+        "make_preference_pairs "
         "need 360 GiB of KV cache at 40,960 tokens a turn (max_model_len, else the model's context); at most 10 fit "
-        "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)")
+        "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)"
+    )
     assert jobs_ran(proc.stdout + proc.stderr) == []
 
 
@@ -37,7 +46,8 @@ def test_the_profile_names_the_site_gpu_memory_the_check_uses(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         "params.yaml+--config: model_settings.qwen3-8b.batch_size 8: evaluate_policy, rollout_episodes and "
         "make_preference_pairs need 45 GiB of KV cache at 40,960 tokens a turn (max_model_len, else the model's "
-        "context); at most 1 fit next to the 15 GiB of weights in 90% of 24 GiB (runtime.gpu_memory_gb)")
+        "context); at most 1 fit next to the 15 GiB of weights in 90% of 24 GiB (runtime.gpu_memory_gb)"
+    )
     assert jobs_ran(proc.stdout + proc.stderr) == []
 
 
@@ -50,8 +60,9 @@ def test_model_jobs_get_the_plans_resources(tmp_path):
 
     work = copy_workflow(tmp_path / "wf")
     proc = snakemake(work, "-n", "all", "--configfile", CI, "--profile", "workflow/profiles/slurm", timeout=600)
-    p = Params.from_files(ROOT / "params.yaml", ROOT / CI, overrides=plan.profile_config(
-        "slurm", ROOT / "workflow/profiles"))
+    p = Params.from_files(
+        ROOT / "params.yaml", ROOT / CI, overrides=plan.profile_config("slurm", ROOT / "workflow/profiles")
+    )
     rows = plan.rows(p, *plan.site(p), parse=parse_args)
     seen = set()
     rule, wildcards = None, {}
@@ -60,13 +71,16 @@ def test_model_jobs_get_the_plans_resources(tmp_path):
         if s.startswith("rule ") and s.endswith(":"):
             rule, wildcards = s[5:-1], {}
         elif s.startswith("wildcards:"):
-            wildcards = dict(kv.split("=", 1) for kv in s[len("wildcards:"):].strip().split(", "))
+            wildcards = dict(kv.split("=", 1) for kv in s[len("wildcards:") :].strip().split(", "))
         elif s.startswith("resources:"):
-            got = dict(kv.split("=", 1) for kv in s[len("resources:"):].strip().split(", "))
+            got = dict(kv.split("=", 1) for kv in s[len("resources:") :].strip().split(", "))
             if rule in GPU_RULES:
                 want = plan.job_resources(plan.job_row(rows, rule, wildcards))
                 assert (int(got["mem_mb"]), int(got["gpu"]), int(got["runtime"])) == (
-                    want["mem_mb"], want["gpu"], want["runtime"]), (rule, wildcards)
+                    want["mem_mb"],
+                    want["gpu"],
+                    want["runtime"],
+                ), (rule, wildcards)
                 assert got["slurm_partition"] == "gpu"
                 seen.add(rule)
             elif rule == "aggregate":

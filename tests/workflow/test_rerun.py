@@ -25,8 +25,9 @@ NOT_RUN_FILES = ("logs", "benchmarks", "cache")  # per-job logs and the response
 def finished(ci_run, tmp_path_factory) -> Path:
     """A copy of the finished CI run; each test edits src/ and restores it."""
     dest = tmp_path_factory.mktemp("rerun") / "w"
-    shutil.copytree(ci_run.workdir, dest, symlinks=True,
-                    ignore=shutil.ignore_patterns("locks", "incomplete", "log", "__pycache__"))
+    shutil.copytree(
+        ci_run.workdir, dest, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete", "log", "__pycache__")
+    )
     return dest
 
 

@@ -18,12 +18,20 @@ from smk_helpers import CI, PROBE_DONE, ROOT, add_probe, copy_workflow, jobs_ran
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 if shutil.which("sinfo") is None:
-    pytest.skip("SLURM is not installed here (no `sinfo`); scripts/slurm/start.sh brings it up",
-                allow_module_level=True)
+    pytest.skip(
+        "SLURM is not installed here (no `sinfo`); scripts/slurm/start.sh brings it up", allow_module_level=True
+    )
 
 SLURM_CI = str(ROOT / "workflow/profiles/slurm-ci")
-GPU_RULES = {"make_preference_pairs", "align_policy", "rollout_episodes", "finetune_policy", "evaluate_policy",
-             "population_run", "population_probe"}
+GPU_RULES = {
+    "make_preference_pairs",
+    "align_policy",
+    "rollout_episodes",
+    "finetune_policy",
+    "evaluate_policy",
+    "population_run",
+    "population_probe",
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +65,9 @@ def test_jobs_went_through_sbatch(slurm_run):
         assert f"rule_{rule}" in logs, f"{rule} was not submitted to SLURM"
     assert any(k.startswith("group_select") for k in logs)  # score + filter: one grouped job
     # SLURM knows every one of them (squeue keeps finished jobs for MinJobAge = 3600 s > the run's timeout)
-    known = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i %T %P"], capture_output=True, text=True,
-                           check=True).stdout
+    known = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%i %T %P"], capture_output=True, text=True, check=True
+    ).stdout
     states = {line.split()[0]: line.split()[1:] for line in known.splitlines()}
     for i in ids:
         assert i in states, f"SLURM job {i} is unknown to squeue"
@@ -72,8 +81,9 @@ def test_job_failing_once_is_retried_and_the_run_completes(slurm_run):
     workdir, output = slurm_run
     probe = _slurm_logs(workdir)["rule_probe_fail_once"]
     assert len(probe) == 2  # attempt 1 failed (exit 1), attempt 2 succeeded
-    states = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i %T"], capture_output=True, text=True,
-                            check=True).stdout
+    states = subprocess.run(
+        ["squeue", "-h", "--states=all", "-o", "%i %T"], capture_output=True, text=True, check=True
+    ).stdout
     by_id = dict(line.split() for line in states.splitlines())
     assert sorted(by_id[i] for i in probe) == ["COMPLETED", "FAILED"]
     assert (workdir / PROBE_DONE).read_text() == "ok\n"

@@ -2,4 +2,3 @@
 
 The tables folder is the only interface between them: plots and the viewer read nothing else.
 """
-

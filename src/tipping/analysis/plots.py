@@ -26,9 +26,25 @@ from tipping.paths import FIGURES
 DPI = 150
 TESTBEDS = ("single", "multi")  # panel order
 SERIES = ["model", "defence"]  # one line per model x defence
-NOT_SERIES = {"testbed", "metric", "evolution_round", "condition", "control", "threshold", "rewards", "round",
-              "in_context", "scenario", "tipping_round", "ratio_low", "ratio_high", "runs", "series", *RATE_COLUMNS,
-              *EFFECT_COLUMNS}
+NOT_SERIES = {
+    "testbed",
+    "metric",
+    "evolution_round",
+    "condition",
+    "control",
+    "threshold",
+    "rewards",
+    "round",
+    "in_context",
+    "scenario",
+    "tipping_round",
+    "ratio_low",
+    "ratio_high",
+    "runs",
+    "series",
+    *RATE_COLUMNS,
+    *EFFECT_COLUMNS,
+}
 Y_RATE = (-0.03, 1.03)
 LABEL = {"single": "violation rate", "multi": "collusion rate"}
 
@@ -37,9 +53,11 @@ _DRAWERS: dict[str, tuple] = {}
 
 def _draws(table: str):
     """Registers a figure: the function named as the figure in tipping.paths.FIGURES, drawing one table."""
+
     def register(function):
         _DRAWERS[function.__name__] = (function, table)
         return function
+
     return register
 
 
@@ -107,10 +125,21 @@ def single_rounds(rates: pd.DataFrame) -> Figure:
     colors = _colors(sorted(df["series"].unique()))
     for (key, condition), g in df.groupby(["series", "condition"], sort=True):
         control = condition != TREATMENT
-        _band(ax, g["round"], g, "rate", colors[key], _label(key) + (f" ({condition})" if control else ""),
-              CONTROL_STYLES.get(condition, "--") if control else "-")
-    ax.set(xlabel="in-context round", ylabel="violation rate (valid answers)", ylim=Y_RATE,
-           title=f"Single agent, evolution round {df['evolution_round'].min()}")
+        _band(
+            ax,
+            g["round"],
+            g,
+            "rate",
+            colors[key],
+            _label(key) + (f" ({condition})" if control else ""),
+            CONTROL_STYLES.get(condition, "--") if control else "-",
+        )
+    ax.set(
+        xlabel="in-context round",
+        ylabel="violation rate (valid answers)",
+        ylim=Y_RATE,
+        title=f"Single agent, evolution round {df['evolution_round'].min()}",
+    )
     ax.set_xticks(sorted(df["round"].unique()))
     ax.legend(fontsize=8)
     return fig
@@ -129,8 +158,12 @@ def tipping_effect(effects: pd.DataFrame) -> Figure:
         for (key, control), g in d.groupby(["series", "control"], sort=True):
             _band(ax, g["round"], g, "difference", colors[key], f"{_label(key)} − {control}", ci="ci")
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set(xlabel="in-context round", ylabel=f"{LABEL[testbed]}: treatment − control", ylim=(-1.05, 1.05),
-               title=f"{testbed}: tipping effect")
+        ax.set(
+            xlabel="in-context round",
+            ylabel=f"{LABEL[testbed]}: treatment − control",
+            ylim=(-1.05, 1.05),
+            title=f"{testbed}: tipping effect",
+        )
         ax.set_xticks(sorted(d["round"].unique()))
         ax.legend(fontsize=8)
     return fig
@@ -148,8 +181,12 @@ def _reward_facets(df: pd.DataFrame, width: float, height: float, draw) -> Figur
     fig, axes = _figure(len(series), len(rewards), width=width, height=height)
     for i, key in enumerate(series):
         for j, rw in enumerate(rewards):
-            draw(axes[i, j], df[(df["series"] == key) & (df["rewards"] == rw)], f"{_label(key)} | rewards {rw}",
-                 j == len(rewards) - 1)
+            draw(
+                axes[i, j],
+                df[(df["series"] == key) & (df["rewards"] == rw)],
+                f"{_label(key)} | rewards {rw}",
+                j == len(rewards) - 1,
+            )
     return fig
 
 
@@ -182,8 +219,17 @@ def multi_heatmap(rates: pd.DataFrame) -> Figure:
 
     def draw(ax, d, title, last_column):
         grid = d.pivot(index="threshold", columns="round", values="rate").sort_index()
-        sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="rocket_r", annot=True, fmt=".2f",
-                    cbar=last_column, cbar_kws={"label": "collusion rate"})
+        sns.heatmap(
+            grid,
+            ax=ax,
+            vmin=0,
+            vmax=1,
+            cmap="rocket_r",
+            annot=True,
+            fmt=".2f",
+            cbar=last_column,
+            cbar_kws={"label": "collusion rate"},
+        )
         ax.set(xlabel="round", ylabel="threshold")
         ax.set_title(title, fontsize=9)
 
@@ -203,8 +249,15 @@ def evolution(evo: pd.DataFrame) -> Figure:
         d = _with_series(df[df["testbed"] == testbed])
         colors = _colors(sorted(d["series"].unique()))
         for (key, when), g in d.groupby(["series", "in_context"], sort=True):
-            _band(ax, g["evolution_round"], g, "rate", colors[key], f"{_label(key)} ({when} round)",
-                  "-" if when == "last" else ":")
+            _band(
+                ax,
+                g["evolution_round"],
+                g,
+                "rate",
+                colors[key],
+                f"{_label(key)} ({when} round)",
+                "-" if when == "last" else ":",
+            )
         ax.set(xlabel="evolution round", ylabel=LABEL[testbed], ylim=Y_RATE, title=f"{testbed}: weight-level evolution")
         ax.set_xticks(sorted(d["evolution_round"].unique()))
         ax.legend(fontsize=7)
@@ -225,14 +278,15 @@ def per_scenario(scenarios: pd.DataFrame) -> Figure:
         fig = Figure(figsize=(5.5 * ncols, sum(heights)), layout="constrained")
         axes = fig.subplots(len(rows), ncols, squeeze=False, gridspec_kw={"height_ratios": heights})
     for (testbed, row), keys, axs in zip(rows, series, axes):
-        for ax in axs[len(keys):]:
+        for ax in axs[len(keys) :]:
             ax.set_axis_off()
         for ax, key in zip(axs, keys):
             d = row[row["series"] == key]
             grid = d.pivot(index="scenario", columns="round", values="rate")
             tips = d.groupby("scenario")["tipping_round"].first()
-            order = sorted(grid.index, key=lambda s: (pd.isna(tips[s]), 0 if pd.isna(tips[s]) else tips[s],
-                                                      -grid.loc[s].mean(), s))
+            order = sorted(
+                grid.index, key=lambda s: (pd.isna(tips[s]), 0 if pd.isna(tips[s]) else tips[s], -grid.loc[s].mean(), s)
+            )
             grid = grid.loc[order]
             grid.index = [s if pd.isna(tips[s]) else f"{s} (tips r{int(tips[s])})" for s in order]
             sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="rocket_r", cbar_kws={"label": LABEL[testbed]})
@@ -256,12 +310,19 @@ def payoff_ratio(payoff: pd.DataFrame) -> Figure:
     for i, (key, g) in enumerate(df.groupby("series", sort=True)):
         x = [position[b] + 0.12 * (i - (len(series) - 1) / 2) for b in zip(g["ratio_low"], g["ratio_high"])]  # dodge
         yerr = np.vstack([g["rate"] - g["cluster_ci_low"], g["cluster_ci_high"] - g["rate"]])  # (2, n): below, above
-        ax.errorbar(x, g["rate"].to_numpy(), yerr=yerr,
-                    fmt="o", markersize=4, capsize=2, color=colors[key], label=_label(key))
-    ax.set_xticks(range(len(bins)), [f"≥{lo:g}" if hi == np.inf else f"<{hi:g}" if lo == 0 else f"{lo:g}–{hi:g}"
-                                     for lo, hi in bins])
-    ax.set(xlabel="payoff ratio (violating / compliant)", ylabel="violation rate", ylim=Y_RATE,
-           title=f"Single agent, in-context round {df['round'].max()}")
+        ax.errorbar(
+            x, g["rate"].to_numpy(), yerr=yerr, fmt="o", markersize=4, capsize=2, color=colors[key], label=_label(key)
+        )
+    ax.set_xticks(
+        range(len(bins)),
+        [f"≥{lo:g}" if hi == np.inf else f"<{hi:g}" if lo == 0 else f"{lo:g}–{hi:g}" for lo, hi in bins],
+    )
+    ax.set(
+        xlabel="payoff ratio (violating / compliant)",
+        ylabel="violation rate",
+        ylim=Y_RATE,
+        title=f"Single agent, in-context round {df['round'].max()}",
+    )
     ax.legend(fontsize=8)
     return fig
 
@@ -281,8 +342,12 @@ def invalid_rate(rates: pd.DataFrame) -> Figure:
             ax.plot(g["round"], g["invalid_rate"], marker="o", markersize=3, color=colors[key], label=_label(key))
             if g["truncated_rate"].fillna(0).any():
                 ax.plot(g["round"], g["truncated_rate"], linestyle="--", color=colors[key])
-        ax.set(xlabel="in-context round", ylabel="invalid-answer rate (dashed: truncated)", ylim=Y_RATE,
-               title=f"{testbed}: unparseable or truncated answers")
+        ax.set(
+            xlabel="in-context round",
+            ylabel="invalid-answer rate (dashed: truncated)",
+            ylim=Y_RATE,
+            title=f"{testbed}: unparseable or truncated answers",
+        )
         ax.set_xticks(sorted(d["round"].unique()))
         ax.legend(fontsize=8)
     return fig
@@ -294,8 +359,12 @@ DRAW = {name: _DRAWERS[name] for name in FIGURES}
 
 def read_table(tables: Path, name: str) -> pd.DataFrame:
     # text stays text: "none", "NA" or "all" are values here, not missing data
-    return pd.read_csv(Path(tables) / f"{name}.csv", keep_default_na=False, na_values=[""],
-                       dtype={"threshold": str, "rewards": str, "model": str, "defence": str, "condition": str})
+    return pd.read_csv(
+        Path(tables) / f"{name}.csv",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={"threshold": str, "rewards": str, "model": str, "defence": str, "condition": str},
+    )
 
 
 def save(fig: Figure, png: Path) -> Path:

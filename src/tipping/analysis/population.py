@@ -76,9 +76,16 @@ def episodes(df: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
         g = g.sort_values("round")
         major = g.loc[g["adoption"] > 0.5, "round"]
         k, n = recollude.loc[key] if key in recollude.index else (0, 0)
-        rows.append({**dict(zip(keys, key)), "final_adoption": float(g["adoption"].iloc[-1]),
-                     "rounds": int(g["round"].max()), "rounds_to_majority": int(major.iloc[0]) if len(major) else None,
-                     "recollude_k": int(k), "recollude_n": int(n)})
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "final_adoption": float(g["adoption"].iloc[-1]),
+                "rounds": int(g["round"].max()),
+                "rounds_to_majority": int(major.iloc[0]) if len(major) else None,
+                "recollude_k": int(k),
+                "recollude_n": int(n),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -94,12 +101,22 @@ def adoption_curve(eps: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataFrame:
         by_seed = g.groupby("seed")[["recollude_k", "recollude_n"]].sum()
         k, n = by_seed["recollude_k"].sum(), by_seed["recollude_n"].sum()
         r_low, r_high, _ = metrics.cluster_interval(by_seed["recollude_k"], by_seed["recollude_n"])
-        rows.append({**dict(zip(keys, key)), "seeds": g["seed"].nunique(), "episodes": len(g),
-                     "final_adoption": mean, "ci_low": low, "ci_high": high,
-                     "majority_share": float(g["rounds_to_majority"].notna().mean()),
-                     # over the episodes that reached a majority (NaN: none did)
-                     "rounds_to_majority": pd.to_numeric(g["rounds_to_majority"]).mean(),
-                     "recollusion": k / n if n else None, "recollusion_low": r_low, "recollusion_high": r_high})
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "seeds": g["seed"].nunique(),
+                "episodes": len(g),
+                "final_adoption": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "majority_share": float(g["rounds_to_majority"].notna().mean()),
+                # over the episodes that reached a majority (NaN: none did)
+                "rounds_to_majority": pd.to_numeric(g["rounds_to_majority"]).mean(),
+                "recollusion": k / n if n else None,
+                "recollusion_low": r_low,
+                "recollusion_high": r_high,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -108,8 +125,9 @@ def critical_mass(curve: pd.DataFrame) -> list[dict]:
     out = []
     for key, g in curve.groupby(CURVE_KEYS, sort=True):
         above = g.loc[g["ci_low"] > 0.5, "fraction"]
-        out.append({**dict(zip(CURVE_KEYS, map(_plain, key))),
-                    "critical_mass": float(above.min()) if len(above) else None})
+        out.append(
+            {**dict(zip(CURVE_KEYS, map(_plain, key))), "critical_mass": float(above.min()) if len(above) else None}
+        )
     return out
 
 
@@ -120,8 +138,18 @@ def _plain(value):
 
 # --- the response function and the mean field ---------------------------------------------------
 
-def probe(policy: Policy, games: list[MultiScenario], fraction: float, rewards: tuple[float, float, float],
-          settings: MultiSettings, sampling: Sampling, seed: int, degree: int, batch_size: int = 64) -> dict:
+
+def probe(
+    policy: Policy,
+    games: list[MultiScenario],
+    fraction: float,
+    rewards: tuple[float, float, float],
+    settings: MultiSettings,
+    sampling: Sampling,
+    seed: int,
+    degree: int,
+    batch_size: int = 64,
+) -> dict:
     """P(collude) from forced-choice scores of the probe turns, averaged over games:
     {"g1": first round, "f": grid, "g_i": own last choice independent, "g_c": own last collective}."""
     found = [x for game in games for x in probe_turns(game, fraction, rewards, settings, seed, degree)]
@@ -130,10 +158,18 @@ def probe(policy: Policy, games: list[MultiScenario], fraction: float, rewards: 
     first = table[table["f"].isna()]
     rest = table[table["f"].notna()].groupby(["own", "f"])["p"].mean()
     grid = sorted(table["f"].dropna().unique())
-    return {"policy": policy.id, "degree": degree, "threshold_fraction": fraction, "rewards": list(rewards),
-            "games": [g.name for g in games], "temperature": sampling.temperature, "g1": float(first["p"].mean()),
-            "f": [float(f) for f in grid], "g_i": [float(rest[(False, f)]) for f in grid],
-            "g_c": [float(rest[(True, f)]) for f in grid]}
+    return {
+        "policy": policy.id,
+        "degree": degree,
+        "threshold_fraction": fraction,
+        "rewards": list(rewards),
+        "games": [g.name for g in games],
+        "temperature": sampling.temperature,
+        "g1": float(first["p"].mean()),
+        "f": [float(f) for f in grid],
+        "g_i": [float(rest[(False, f)]) for f in grid],
+        "g_c": [float(rest[(True, f)]) for f in grid],
+    }
 
 
 def mean_field(response: dict, rho: float, rounds: int) -> list[float]:

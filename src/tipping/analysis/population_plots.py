@@ -43,14 +43,24 @@ def adoption_curves(curve: pd.DataFrame, prediction: pd.DataFrame | None) -> Fig
         at = curve[curve["threshold"] == t]
         for (network, payoff, placement), g in at.groupby(["network", "payoff", "placement"]):
             g = g.sort_values("fraction")
-            ax.plot(g["fraction"], g["final_adoption"], marker="o", color=colors[network],
-                    label=f"{network} · {payoff} · {placement}")
+            ax.plot(
+                g["fraction"],
+                g["final_adoption"],
+                marker="o",
+                color=colors[network],
+                label=f"{network} · {payoff} · {placement}",
+            )
             ax.fill_between(g["fraction"], g["ci_low"], g["ci_high"], color=colors[network], alpha=0.2, linewidth=0)
         if prediction is not None and not prediction.empty:
             ax.plot(prediction["fraction"], prediction["predicted_adoption"], "k--", label="mean-field prediction")
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
-        ax.set(xlabel="confederate fraction", ylabel="final adoption (free agents)", ylim=Y_RATE,
-               xlim=(0, max(0.05, curve["fraction"].max() * 1.1)), title=f"threshold {t}")
+        ax.set(
+            xlabel="confederate fraction",
+            ylabel="final adoption (free agents)",
+            ylim=Y_RATE,
+            xlim=(0, max(0.05, curve["fraction"].max() * 1.1)),
+            title=f"threshold {t}",
+        )
         ax.legend(fontsize=7)
     return fig
 
@@ -104,10 +114,15 @@ def report(folders: list, out: Path, response: Path | None = None, network_run: 
     curve = adoption_curve(eps)
     tables = {"rounds": rounds, "rounds_by_degree": per_round(df, ("degree",)), "episodes": eps, "curve": curve}
     if df["group"].nunique() > 1:  # mixed populations: every measure per policy group too
-        tables |= {"rounds_by_group": per_round(df, ("group",)),
-                   "curve_by_group": adoption_curve(episodes(df, ("group",)), ("group",))}
-    summary = {"critical_mass": critical_mass(curve), "rule": "smallest confederate fraction whose final adoption's "
-               "95% cluster-bootstrap interval over seeds lies above 1/2"}
+        tables |= {
+            "rounds_by_group": per_round(df, ("group",)),
+            "curve_by_group": adoption_curve(episodes(df, ("group",)), ("group",)),
+        }
+    summary = {
+        "critical_mass": critical_mass(curve),
+        "rule": "smallest confederate fraction whose final adoption's "
+        "95% cluster-bootstrap interval over seeds lies above 1/2",
+    }
     prediction = None
     if response:
         probed = json.loads(Path(response).read_text())

@@ -80,6 +80,7 @@ def load_runs(run_dirs: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     first = ["run", *RUN_FIELDS, *tags]
     df = df[first + sorted(c for c in df.columns if c not in first)]
     prompt_df = pd.DataFrame({"prompt_sha": sorted(prompts), "message_ids": [prompts[s] for s in sorted(prompts)]})
-    message_df = pd.DataFrame([(i, role, content) for (role, content), i in messages.items()],
-                              columns=["message_id", "role", "content"])
+    message_df = pd.DataFrame(
+        [(i, role, content) for (role, content), i in messages.items()], columns=["message_id", "role", "content"]
+    )
     return df, prompt_df, message_df, tags

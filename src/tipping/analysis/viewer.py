@@ -57,8 +57,9 @@ def _value(v):
     return v.item() if hasattr(v, "item") else v
 
 
-def build_data(records: pd.DataFrame, prompts: pd.DataFrame, messages: pd.DataFrame, episodes_per_run: int,
-               max_chars: int) -> dict:
+def build_data(
+    records: pd.DataFrame, prompts: pd.DataFrame, messages: pd.DataFrame, episodes_per_run: int, max_chars: int
+) -> dict:
     message_ids = dict(zip(prompts["prompt_sha"], prompts["message_ids"]))
     by_id = dict(zip(messages["message_id"], zip(messages["role"], messages["content"])))
     texts = _Texts(max_chars)
@@ -87,22 +88,48 @@ def build_data(records: pd.DataFrame, prompts: pd.DataFrame, messages: pd.DataFr
         for episode_id in keep:
             ep = by_episode[episode_id].sort_values(["round", "agent"], kind="mergesort")
             head = ep.iloc[0]
-            episode = {"run": len(runs) - 1, "id": episode_id, "scenario": head["scenario"], "turns": [
-                {"r": int(t["round"]), "a": int(t["agent"]), "p": prompt(t["prompt_sha"]), "t": texts(t["response"]),
-                 "c": _value(t["choice"]), "v": bool(t["valid"]), "d": _value(t["deviant"]),
-                 "rw": _value(t["reward"]), "k": _value(t.get("capital")), "pd": _value(t["p_deviant"]),
-                 "cf": bool(_value(t.get("confederate")) or False), "s": _value(t.get("supervision")),
-                 **({"n": int(t["collective_count"]), "ok": bool(t["success"])} if population else {})}
-                for t in ep.to_dict("records")]}
+            episode = {
+                "run": len(runs) - 1,
+                "id": episode_id,
+                "scenario": head["scenario"],
+                "turns": [
+                    {
+                        "r": int(t["round"]),
+                        "a": int(t["agent"]),
+                        "p": prompt(t["prompt_sha"]),
+                        "t": texts(t["response"]),
+                        "c": _value(t["choice"]),
+                        "v": bool(t["valid"]),
+                        "d": _value(t["deviant"]),
+                        "rw": _value(t["reward"]),
+                        "k": _value(t.get("capital")),
+                        "pd": _value(t["p_deviant"]),
+                        "cf": bool(_value(t.get("confederate")) or False),
+                        "s": _value(t.get("supervision")),
+                        **({"n": int(t["collective_count"]), "ok": bool(t["success"])} if population else {}),
+                    }
+                    for t in ep.to_dict("records")
+                ],
+            }
             if head["testbed"] == "single":
                 episode["options"] = [head["compliant"], head["violating"]]
                 episode["payoffs"] = [_value(head["compliant_reward"]), _value(head["violating_reward"])]
             else:
                 episode["threshold"], episode["rewards"] = int(head["threshold"]), head["rewards"]
             episodes.append(episode)
-    return {"runs": runs, "episodes": episodes, "prompts": prompt_list, "texts": texts.items,
-            "limits": {"episodes_per_run": episodes_per_run, "max_chars": max_chars, "episodes_total": total,
-                       "episodes_shown": len(episodes), "texts_cut": texts.cut}}
+    return {
+        "runs": runs,
+        "episodes": episodes,
+        "prompts": prompt_list,
+        "texts": texts.items,
+        "limits": {
+            "episodes_per_run": episodes_per_run,
+            "max_chars": max_chars,
+            "episodes_total": total,
+            "episodes_shown": len(episodes),
+            "texts_cut": texts.cut,
+        },
+    }
 
 
 def render(data: dict) -> str:

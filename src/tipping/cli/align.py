@@ -13,8 +13,12 @@ from tipping.cli.options import (
 
 def add(sub) -> None:
     align = verbs(sub, "align", "alignment defences: preference pairs, DPO, GRPO, merge")
-    p = command(align, "pairs", pairs,
-                "DPO pairs from the model itself: steered to keep and to break the rule, both answers validated")
+    p = command(
+        align,
+        "pairs",
+        pairs,
+        "DPO pairs from the model itself: steered to keep and to break the rule, both answers validated",
+    )
     p.add_argument("--items", required=True, help="single-train, multi-train, or an item file")
     p.add_argument("--out", required=True, help="pairs JSONL; OUT's .summary.json lists the failed items")
     p.add_argument("--tries", type=int, default=5, help="attempts per side before an item is dropped")
@@ -59,15 +63,30 @@ def pairs(args) -> int:
     try:
         sampling = resolve_sampling(policy, args)
         cache = ResponseCache(Path(args.cache_dir) if args.cache_dir else Path(args.out).with_suffix(".cache"))
-        summary = make_pairs(prompts, policy, decision=args.decision, sampling=sampling, out=args.out,
-                             tries=args.tries, seed=args.seed, parser=args.parser, cache=cache,
-                             batch_size=args.batch_size,
-                             config={"items": args.items, "items_seed": args.items_seed, "limit": args.limit,
-                                     "tags": parse_tags(args.tag)})
+        summary = make_pairs(
+            prompts,
+            policy,
+            decision=args.decision,
+            sampling=sampling,
+            out=args.out,
+            tries=args.tries,
+            seed=args.seed,
+            parser=args.parser,
+            cache=cache,
+            batch_size=args.batch_size,
+            config={
+                "items": args.items,
+                "items_seed": args.items_seed,
+                "limit": args.limit,
+                "tags": parse_tags(args.tag),
+            },
+        )
     finally:
         policy.close()
-    print(f"{summary['pairs']} pairs from {summary['items']} items ({len(summary['failed'])} failed); "
-          f"wrote {args.out} and {summary_path(args.out)}")
+    print(
+        f"{summary['pairs']} pairs from {summary['items']} items ({len(summary['failed'])} failed); "
+        f"wrote {args.out} and {summary_path(args.out)}"
+    )
     return 0
 
 
@@ -77,8 +96,18 @@ def dpo(args) -> int:
     from tipping.training.dpo import train_dpo
 
     params = training_params(DPOParams, args, "dpo")
-    report(train_dpo(args.model, args.pairs, args.out, params, device=args.device, init_adapter=args.init_adapter,
-                     save_steps=args.save_steps), args.out)
+    report(
+        train_dpo(
+            args.model,
+            args.pairs,
+            args.out,
+            params,
+            device=args.device,
+            init_adapter=args.init_adapter,
+            save_steps=args.save_steps,
+        ),
+        args.out,
+    )
     return 0
 
 
@@ -91,8 +120,20 @@ def grpo(args) -> int:
     prompts = load_prompts(args.items, seed=args.items_seed)[: args.limit]
     testbed = prompts[0].testbed if prompts else "single"
     params = training_params(GRPOParams, args, "grpo", defaults={"learning_rate": PAPER_LR[testbed]})
-    report(train_grpo(args.model, prompts, args.out, params, device=args.device, init_adapter=args.init_adapter,
-                      parser=args.parser, save_steps=args.save_steps, items=args.items), args.out)
+    report(
+        train_grpo(
+            args.model,
+            prompts,
+            args.out,
+            params,
+            device=args.device,
+            init_adapter=args.init_adapter,
+            parser=args.parser,
+            save_steps=args.save_steps,
+            items=args.items,
+        ),
+        args.out,
+    )
     return 0
 
 

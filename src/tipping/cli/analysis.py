@@ -7,8 +7,12 @@ from tipping.paths import FIGURES
 
 
 def add(sub) -> None:
-    t = command(sub, "tables", tables,
-                "run folders -> records.parquet, rates, effects, tipping rounds, paper comparison (CSV + Markdown)")
+    t = command(
+        sub,
+        "tables",
+        tables,
+        "run folders -> records.parquet, rates, effects, tipping rounds, paper comparison (CSV + Markdown)",
+    )
     t.add_argument("runs", nargs="*", metavar="RUN_DIR", help="finished `tipping run` folders")
     t.add_argument("--runs-file", default=None, help="a file listing run folders, one per line (# comments)")
     t.add_argument("--out", required=True, help="tables folder")
@@ -21,11 +25,19 @@ def add(sub) -> None:
     v = command(sub, "viewer", viewer, "a self-contained HTML page to browse episodes round by round, with filters")
     v.add_argument("--tables", required=True, help="folder written by `tipping tables`")
     v.add_argument("--out", required=True, help="the page, e.g. results/viewer/index.html")
-    v.add_argument("--episodes-per-run", type=int, default=10,
-                   help="episodes embedded per run (the first ones in play order); 0 = all")
-    v.add_argument("--max-chars", type=int, default=2000,
-                   help="longer messages keep only their first and last MAX_CHARS/2 characters (a thinking "
-                        "trace keeps its final answer); 0 = no cut")
+    v.add_argument(
+        "--episodes-per-run",
+        type=int,
+        default=10,
+        help="episodes embedded per run (the first ones in play order); 0 = all",
+    )
+    v.add_argument(
+        "--max-chars",
+        type=int,
+        default=2000,
+        help="longer messages keep only their first and last MAX_CHARS/2 characters (a thinking "
+        "trace keeps its final answer); 0 = no cut",
+    )
 
 
 def tables(args) -> int:
@@ -71,11 +83,14 @@ def viewer(args) -> int:
             raise InputError(f"{folder / name}: not found; run `tipping tables ... --out {folder}` first")
     if args.episodes_per_run < 0 or args.max_chars < 0:
         raise InputError("--episodes-per-run and --max-chars must be >= 0")
-    data = build_data(*(pd.read_parquet(folder / name) for name in paths.ROW_TABLES), args.episodes_per_run,
-                      args.max_chars)
+    data = build_data(
+        *(pd.read_parquet(folder / name) for name in paths.ROW_TABLES), args.episodes_per_run, args.max_chars
+    )
     page = render(data)
     atomic_write_text(Path(args.out), page)
     lim = data["limits"]
-    print(f"wrote {args.out}: {lim['episodes_shown']} of {lim['episodes_total']} episodes, "
-          f"{len(page.encode()) / 1e6:.1f} MB")
+    print(
+        f"wrote {args.out}: {lim['episodes_shown']} of {lim['episodes_total']} episodes, "
+        f"{len(page.encode()) / 1e6:.1f} MB"
+    )
     return 0

@@ -7,9 +7,13 @@ from tipping.cli.options import command, verbs
 
 def add(sub) -> None:
     export = verbs(sub, "export", "run folders in other tools' formats")
-    i = command(export, "inspect", inspect,
-                "inspect_ai eval logs (open with `inspect view --log-dir OUT`): one log per run, one sample per "
-                "episode with its messages, parsed choices, rewards and per-round score")
+    i = command(
+        export,
+        "inspect",
+        inspect,
+        "inspect_ai eval logs (open with `inspect view --log-dir OUT`): one log per run, one sample per "
+        "episode with its messages, parsed choices, rewards and per-round score",
+    )
     i.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished `tipping run` folders")
     i.add_argument("--out", required=True, help="folder for the .eval logs")
 

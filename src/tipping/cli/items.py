@@ -14,12 +14,21 @@ def add(sub) -> None:
     im = command(items, "import", import_items, "convert an upstream JSON file to our JSONL")
     im.add_argument("path")
     im.add_argument("--out", required=True)
-    ck = command(items, "check", check_leakage,
-                 "leakage audit: every evaluation job of the DAG against the training and rollout items upstream "
-                 "of it; exit 1 if any evaluation prompt is shared")
+    ck = command(
+        items,
+        "check",
+        check_leakage,
+        "leakage audit: every evaluation job of the DAG against the training and rollout items upstream "
+        "of it; exit 1 if any evaluation prompt is shared",
+    )
     ck.add_argument("--params", required=True, help="params.yaml")
-    ck.add_argument("--configfile", action="append", default=[], metavar="OVERLAY",
-                    help="overlays merged on top, as `snakemake --configfile` does (repeatable)")
+    ck.add_argument(
+        "--configfile",
+        action="append",
+        default=[],
+        metavar="OVERLAY",
+        help="overlays merged on top, as `snakemake --configfile` does (repeatable)",
+    )
 
 
 def make_items(args) -> int:
@@ -54,13 +63,17 @@ def check_leakage(args) -> int:
     rows = audit(p, parse_args)
     for r in rows:
         upstream = ", ".join(f"{label} {n}" for label, n in r["upstream"]) or "none"
-        print(f"{r['model']} {r['defence']} {r['testbed']} seed {r['seed']} round {r['round']}: {r['shared']} "
-              f"shared of {r['eval_prompts']} evaluation prompts (upstream prompts: {upstream})")
+        print(
+            f"{r['model']} {r['defence']} {r['testbed']} seed {r['seed']} round {r['round']}: {r['shared']} "
+            f"shared of {r['eval_prompts']} evaluation prompts (upstream prompts: {upstream})"
+        )
     leaks = [r for r in rows if r["shared"]]
     source = "+".join([args.params, *args.configfile])
     if leaks:
-        print(f"LEAK: {len(leaks)} of {len(rows)} evaluated policies of {source} share evaluation prompts "
-              "with their training or rollout data")
+        print(
+            f"LEAK: {len(leaks)} of {len(rows)} evaluated policies of {source} share evaluation prompts "
+            "with their training or rollout data"
+        )
         return 1
     print(f"ok: no evaluation prompt occurs upstream of any of the {len(rows)} evaluated policies of {source}")
     return 0

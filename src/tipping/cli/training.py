@@ -6,9 +6,17 @@ from tipping.training import MARKER
 from tipping.training.common import load_params
 
 # training flags -> the parameter fields they override (tipping.config's DPOParams, GRPOParams, SFTParams)
-FLAGS = {"epochs": "epochs", "max_steps": "max_steps", "lr": "learning_rate", "beta": "beta",
-         "batch_size": "batch_size", "grad_accum": "grad_accum", "seed": "seed",
-         "num_generations": "num_generations", "max_completion_length": "max_completion_length"}
+FLAGS = {
+    "epochs": "epochs",
+    "max_steps": "max_steps",
+    "lr": "learning_rate",
+    "beta": "beta",
+    "batch_size": "batch_size",
+    "grad_accum": "grad_accum",
+    "seed": "seed",
+    "num_generations": "num_generations",
+    "max_completion_length": "max_completion_length",
+}
 
 
 def training_params(model, args, section: str, defaults: dict | None = None):
@@ -19,5 +27,7 @@ def training_params(model, args, section: str, defaults: dict | None = None):
 
 def report(result: dict, out) -> None:
     resumed = f", resumed from {result['resumed_from']}" if result["resumed_from"] else ""
-    print(f"{result['method']}: {result['global_step']} steps on {result['data_rows']} rows{resumed}; "
-          f"wrote {out} (adapter, train_log.jsonl, {MARKER})")
+    print(
+        f"{result['method']}: {result['global_step']} steps on {result['data_rows']} rows{resumed}; "
+        f"wrote {out} (adapter, train_log.jsonl, {MARKER})"
+    )

@@ -21,8 +21,10 @@ def split_spec(spec: str) -> tuple[str, str, str | None]:
     """'vllm:models/x@adapters/y' -> ('vllm', 'models/x', 'adapters/y')."""
     backend, sep, rest = spec.partition(":")
     if not sep or backend not in BACKENDS or not rest:
-        raise InputError(f"--policy {spec!r}: expected BACKEND:TARGET with BACKEND one of {', '.join(BACKENDS)} "
-                         "(e.g. transformers:models/smollm2-135m-instruct, scripted:comply)")
+        raise InputError(
+            f"--policy {spec!r}: expected BACKEND:TARGET with BACKEND one of {', '.join(BACKENDS)} "
+            "(e.g. transformers:models/smollm2-135m-instruct, scripted:comply)"
+        )
     if backend in ("transformers", "vllm") and "@" in rest:
         model, adapter = rest.rsplit("@", 1)
         return backend, model, adapter
@@ -46,10 +48,14 @@ def load_policy(spec: str, *, dtype: str | None = None, max_model_len: int | Non
     if backend == "vllm":
         from tipping.policies.vllm_backend import VLLMPolicy
 
-        return VLLMPolicy(target, adapter=adapter, **local, **({"max_model_len": max_model_len} if max_model_len else {}))
+        return VLLMPolicy(
+            target, adapter=adapter, **local, **({"max_model_len": max_model_len} if max_model_len else {})
+        )
     base_url, sep, model = target.rpartition("#")
     if not sep or not base_url or not model:
-        raise InputError(f"--policy {spec!r}: expected openai:BASE_URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#smollm2")
+        raise InputError(
+            f"--policy {spec!r}: expected openai:BASE_URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#smollm2"
+        )
     from tipping.policies.openai_backend import OpenAIPolicy
 
     return OpenAIPolicy(base_url, model)

@@ -8,8 +8,8 @@ log-likelihood of the two canonical answers `{"choice": "<label>"}` after the co
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 from tipping.turns import Turn
 
@@ -64,5 +64,5 @@ class Policy(ABC):
         {"prompt_tokens": N, "cached_tokens": M}; empty where the backend keeps none."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: engines that hold resources override it)
         """Free the engine (vLLM workers, HTTP sessions)."""

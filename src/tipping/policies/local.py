@@ -6,8 +6,8 @@ generate with, so they see exactly the same token sequences."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tipping.errors import InputError
 from tipping.hashing import sha256_hex
@@ -89,15 +89,19 @@ class ChatTokenizer:
     def __init__(self, tokenizer):
         self.tok = tokenizer
         # the template's end-of-turn marker (<|im_end|>, <|eot_id|>): an answer that stops there
-        end = self.render([{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}],
-                          None, add_generation_prompt=False)
+        end = self.render(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}],
+            None,
+            add_generation_prompt=False,
+        )
         self.end_of_turn = end.split(_SENTINEL, 1)[1].strip() if _SENTINEL in end else ""
 
     def render(self, messages, enable_thinking: bool | None, add_generation_prompt: bool = True) -> str:
         kwargs = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
         messages = [{"role": m["role"], "content": clean_text(m["content"])} for m in messages]
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                            **kwargs)
+        return self.tok.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+        )
 
     def encode(self, text: str) -> list[int]:
         # the template already holds the special tokens: adding BOS again would shift every score

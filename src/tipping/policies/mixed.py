@@ -8,7 +8,7 @@ and a hash of the assignment, so the response cache never serves one assignment'
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tipping.hashing import sha256_json
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling

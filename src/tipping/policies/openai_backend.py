@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
@@ -36,8 +36,16 @@ class _Unsupported(Exception):
 
 
 class OpenAIPolicy(Policy):
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, max_concurrency: int = 8,
-                 timeout: float = 600.0, retries: int = 5, backoff: float = 1.0):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 600.0,
+        retries: int = 5,
+        backoff: float = 1.0,
+    ):
         """retries: tries per request in all; backoff: the first wait in seconds (doubles per try)."""
         import httpx
 
@@ -45,8 +53,11 @@ class OpenAIPolicy(Policy):
         self.root = self.base_url.removesuffix("/v1")  # vLLM serves /tokenize beside /v1, not under it
         self.model, self.retries, self.backoff = model, max(1, retries), backoff
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"  # local servers accept any key
-        self.client = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {key}"},
-                                   limits=httpx.Limits(max_connections=max_concurrency))
+        self.client = httpx.Client(
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"},
+            limits=httpx.Limits(max_connections=max_concurrency),
+        )
         self.pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="openai")
         self.id = f"openai:{self.base_url}#{model}"
         self.default_sampling = sampling_defaults(model)
@@ -86,8 +97,14 @@ class OpenAIPolicy(Policy):
         return self._map(lambda t: self._chat(t, sampling), turns)
 
     def _chat(self, turn: Turn, s: Sampling) -> Completion:
-        body = {"model": self.model, "messages": turn.conversation, "temperature": s.temperature,
-                "top_p": s.top_p, "max_tokens": s.max_new_tokens, "seed": turn.seed}
+        body = {
+            "model": self.model,
+            "messages": turn.conversation,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_new_tokens,
+            "seed": turn.seed,
+        }
         # non-standard fields only when set: hosted APIs reject unknown parameters
         if s.top_k:
             body["top_k"] = s.top_k
@@ -99,8 +116,12 @@ class OpenAIPolicy(Policy):
             raise InputError(f"{exc}: not an OpenAI-compatible chat server (expected BASE_URL ending in /v1)") from None
         usage = data.get("usage") or {}
         choice = data["choices"][0]
-        return Completion(choice["message"].get("content") or "", usage.get("prompt_tokens", 0),
-                          usage.get("completion_tokens", 0), truncated=choice.get("finish_reason") == "length")
+        return Completion(
+            choice["message"].get("content") or "",
+            usage.get("prompt_tokens", 0),
+            usage.get("completion_tokens", 0),
+            truncated=choice.get("finish_reason") == "length",
+        )
 
     # --- score --------------------------------------------------------------------------------
 
@@ -108,8 +129,9 @@ class OpenAIPolicy(Policy):
         try:
             return self._map(lambda t: self._score(t, sampling), turns)
         except _Unsupported as exc:
-            raise InputError(f"server {self.base_url}: this server returns no prompt logprobs ({exc}); "
-                             "use --decision generate") from None
+            raise InputError(
+                f"server {self.base_url}: this server returns no prompt logprobs ({exc}); use --decision generate"
+            ) from None
 
     def _tokenize(self, **body) -> list[int]:
         return self._post(f"{self.root}/tokenize", {"model": self.model, **body})["tokens"]
@@ -120,7 +142,7 @@ class OpenAIPolicy(Policy):
             messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}]
             closed = self._tokenize(messages=messages, add_generation_prompt=False)
             open_ = self._tokenize(messages=messages, add_generation_prompt=False, continue_final_message=True)
-            self._end_of_turn = closed[len(open_):][:1] if closed[:len(open_)] == open_ else []
+            self._end_of_turn = closed[len(open_) :][:1] if closed[: len(open_)] == open_ else []
         if label not in self._answer_ids:  # labels repeat across turns; dict writes are thread-safe
             self._answer_ids[label] = self._tokenize(prompt=canonical_answer(label), add_special_tokens=False)
         return (self._answer_ids[label] + self._end_of_turn)[: s.max_new_tokens]
@@ -131,15 +153,23 @@ class OpenAIPolicy(Policy):
             body["chat_template_kwargs"] = {"enable_thinking": s.enable_thinking}
         prompt = self._tokenize(**body)
         answers = [self._answer(label, s) for label in turn.options.labels()]
-        data = self._post(f"{self.base_url}/completions",
-                          {"model": self.model, "prompt": [prompt + a for a in answers], "max_tokens": 1,
-                           "temperature": 0.0, "echo": True, "logprobs": 0})
+        data = self._post(
+            f"{self.base_url}/completions",
+            {
+                "model": self.model,
+                "prompt": [prompt + a for a in answers],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "echo": True,
+                "logprobs": 0,
+            },
+        )
         totals = []
         for choice in sorted(data["choices"], key=lambda c: c["index"]):
             logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
             if not logprobs or len(logprobs) < len(prompt) + len(answers[len(totals)]):
                 raise _Unsupported("no echoed token_logprobs in /v1/completions")
-            totals.append(sum(logprobs[len(prompt):len(prompt) + len(answers[len(totals)])]))
+            totals.append(sum(logprobs[len(prompt) : len(prompt) + len(answers[len(totals)])]))
         return ChoiceScores(aligned=totals[0], deviant=totals[1], prompt_tokens=len(prompt))
 
     def close(self) -> None:

@@ -20,8 +20,8 @@ order or pass: records are the same after a resume and across batch sizes.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 NAME = "tipping-packed"
 HEAD_ROWS = 64
@@ -60,10 +60,11 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     run = _PASS.get()
     if run is None:  # decoding: SDPA on the grouped KV heads (transformers' CPU path copies them per step)
         if attention_mask is not None:
-            attention_mask = attention_mask[:, :, :, :key.shape[-2]]
+            attention_mask = attention_mask[:, :, :, : key.shape[-2]]
         causal = attention_mask is None and query.shape[2] > 1
-        o = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
-                                                             is_causal=causal, scale=scaling, enable_gqa=True)
+        o = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, is_causal=causal, scale=scaling, enable_gqa=True
+        )
         return o.transpose(1, 2).contiguous(), None
     if kwargs.get("sliding_window"):
         raise NotImplementedError("packed passes do not support sliding-window attention layers")
@@ -74,8 +75,9 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
         start, end, past = unit[0].start, unit[-1].end, unit[0].past
         keys = torch.cat([node.keys[layer] for node in past] + [key[:, :, start:end]], dim=-2)
         values = torch.cat([node.values[layer] for node in past] + [value[:, :, start:end]], dim=-2)
-        o = torch.nn.functional.scaled_dot_product_attention(query[:, :, start:end], keys, values, attn_mask=mask,
-                                                             scale=scaling, enable_gqa=True)
+        o = torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, start:end], keys, values, attn_mask=mask, scale=scaling, enable_gqa=True
+        )
         out[:, start:end] = o.transpose(1, 2)
     return out, None
 
@@ -90,7 +92,7 @@ def _unit_mask(unit: Unit, device):
     mask[:, :past] = True
     for seg in unit:
         a, b = seg.start - start, seg.end - start
-        mask[a:b, past + a:past + b] = torch.ones(b - a, b - a, dtype=torch.bool, device=device).tril()
+        mask[a:b, past + a : past + b] = torch.ones(b - a, b - a, dtype=torch.bool, device=device).tril()
     return mask
 
 
@@ -156,8 +158,11 @@ def forward(model, units: Sequence[Unit], size: int):
     run = _Pass(units, model.config.num_hidden_layers, device)
     token = _PASS.set(run)
     try:
-        out = model.get_decoder()(input_ids=torch.tensor([ids], device=device),
-                                  position_ids=torch.tensor([positions], device=device), use_cache=False)
+        out = model.get_decoder()(
+            input_ids=torch.tensor([ids], device=device),
+            position_ids=torch.tensor([positions], device=device),
+            use_cache=False,
+        )
     finally:
         _PASS.reset(token)
     return out.last_hidden_state[0], run
@@ -170,4 +175,4 @@ def logits(model, hidden):
     head = model.get_output_embeddings()
     pad = -len(hidden) % HEAD_ROWS
     rows = torch.cat([hidden, hidden.new_zeros(pad, hidden.shape[1])]) if pad else hidden
-    return torch.cat([head(tile) for tile in rows.split(HEAD_ROWS)])[:len(hidden)]
+    return torch.cat([head(tile) for tile in rows.split(HEAD_ROWS)])[: len(hidden)]

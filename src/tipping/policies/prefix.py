@@ -2,20 +2,21 @@
 
 A prompt is computed in CANONICAL chunks whose boundaries depend only on its conversation (see
 `ChatTokenizer.chunk_ends`), each on the KV of the chunks before it, in fixed-shape packed passes
-whose floats do not depend on what else is in the pass (policies/packed.py). The trie's edges are the chunks' token ids, so a node holds exactly the KV (and the
-last position's logits) that computing its path of chunks gives: reusing it yields the same
-floats as recomputing it, in any batch, in any order, before or after a kill. Correctness never
-rests on a key: a node is reached only through token-by-token equal chunks.
+whose floats do not depend on what else is in the pass (policies/packed.py). The trie's edges are
+the chunks' token ids, so a node holds exactly the KV (and the last position's logits) that
+computing its path of chunks gives: reusing it yields the same floats as recomputing it, in any
+batch, in any order, before or after a kill. Correctness never rests on a key: a node is reached
+only through token-by-token equal chunks.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class Node:
-    __slots__ = ("chunk", "parent", "children", "keys", "values", "logits", "end")
+    __slots__ = ("children", "chunk", "end", "keys", "logits", "parent", "values")
 
     def __init__(self, chunk: tuple[int, ...], parent: Node | None, keys=None, values=None, logits=None):
         self.chunk, self.parent, self.children = chunk, parent, {}

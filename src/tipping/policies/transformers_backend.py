@@ -29,7 +29,7 @@ aligned) or with dtype="float32".
 from __future__ import annotations
 
 import gc
-from typing import Sequence
+from collections.abc import Sequence
 
 from tipping.errors import InputError
 from tipping.policies import packed
@@ -48,9 +48,17 @@ from tipping.turns import Turn
 
 
 class TransformersPolicy(Policy):
-    def __init__(self, model: str, adapter: str | None = None, device: str = "auto", dtype: str | None = None,
-                 batch_size: int | None = None, prefix_cache: bool = True, prefix_budget_tokens: int = 1 << 17,
-                 pass_tokens: int = 1024):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None = None,
+        device: str = "auto",
+        dtype: str | None = None,
+        batch_size: int | None = None,
+        prefix_cache: bool = True,
+        prefix_budget_tokens: int = 1 << 17,
+        pass_tokens: int = 1024,
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -69,8 +77,10 @@ class TransformersPolicy(Policy):
             tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
             self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype).to(self.device).eval()
         except OSError as exc:  # offline hub id, or a folder transformers cannot read
-            raise InputError(f"{model}: cannot load the model ({str(exc).splitlines()[0]}); "
-                             "run `tipping model prepare NAME --out DIR` and pass DIR") from None
+            raise InputError(
+                f"{model}: cannot load the model ({str(exc).splitlines()[0]}); "
+                "run `tipping model prepare NAME --out DIR` and pass DIR"
+            ) from None
         if prefix_cache:
             packed.enable(self.model)
         if adapter:
@@ -94,8 +104,10 @@ class TransformersPolicy(Policy):
         except (RuntimeError, ValueError, KeyError) as exc:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             detail = next((line for line in lines if "mismatch" in line), lines[0] if lines else type(exc).__name__)
-            raise InputError(f"adapter {adapter} does not fit model {model}: it was trained on "
-                             f"{config.get('base_model_name_or_path')!r} ({detail[:200]})") from None
+            raise InputError(
+                f"adapter {adapter} does not fit model {model}: it was trained on "
+                f"{config.get('base_model_name_or_path')!r} ({detail[:200]})"
+            ) from None
 
     # --- generate ----------------------------------------------------------------------------
 
@@ -105,12 +117,14 @@ class TransformersPolicy(Policy):
             prompts = [self._prompt(t, sampling) for t in batch]
             for (prompt, _), tokens in zip(prompts, self._decode(prompts, [t.seed for t in batch], sampling)):
                 text = self.chat.tok.decode([t for t in tokens if t not in self.stop], skip_special_tokens=True)
-                completions.append(Completion(text, len(prompt), len(tokens), truncated=not tokens or tokens[-1] not in self.stop))
+                completions.append(
+                    Completion(text, len(prompt), len(tokens), truncated=not tokens or tokens[-1] not in self.stop)
+                )
         return completions
 
     def _batches(self, turns: Sequence[Turn]) -> list[Sequence[Turn]]:
         step = self.batch_size or max(1, len(turns))
-        return [turns[start:start + step] for start in range(0, len(turns), step)]
+        return [turns[start : start + step] for start in range(0, len(turns), step)]
 
     def _decode(self, prompts: list[tuple[list[int], list[int]]], seeds: list[int], s: Sampling) -> list[list[int]]:
         """New tokens per (prompt, chunk ends) (ending with the stop token if one came): the prompts
@@ -132,10 +146,10 @@ class TransformersPolicy(Policy):
                     for layer, k, v in zip(cache.layers, keys, values):
                         if not layer.is_initialized:
                             layer.lazy_initialization(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1))
-                        layer.keys[row, :, offset:offset + length] = k[0]
-                        layer.values[row, :, offset:offset + length] = v[0]
+                        layer.keys[row, :, offset : offset + length] = k[0]
+                        layer.values[row, :, offset : offset + length] = v[0]
                     offset += length
-                mask[row, width - len(prompt):width] = 1
+                mask[row, width - len(prompt) : width] = 1
                 last.append(logits)
             for layer in cache.layers:
                 layer.cumulative_length.fill_(width)
@@ -149,8 +163,14 @@ class TransformersPolicy(Policy):
                 if step:
                     mask[:, width + step - 1] = 1  # the token fed now
                     ids = torch.tensor([[token] for token in picked], device=self.device)
-                    out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                     use_cache=True, logits_to_keep=1)
+                    out = self.model(
+                        input_ids=ids,
+                        attention_mask=mask,
+                        position_ids=positions,
+                        past_key_values=cache,
+                        use_cache=True,
+                        logits_to_keep=1,
+                    )
                     logits, positions = out.logits[:, -1], positions + 1
                 picked = self._pick(logits.float(), s, [generators[row] for row in active])
                 for row, token in zip(active, picked):
@@ -229,7 +249,7 @@ class TransformersPolicy(Policy):
             offset = 0
             for seg in segments:
                 target = torch.tensor(targets[id(seg)], device=self.device)[:, None]
-                sums[id(seg)] = logp[offset:offset + len(target)].gather(-1, target).sum().item()
+                sums[id(seg)] = logp[offset : offset + len(target)].gather(-1, target).sum().item()
                 offset += len(target)
         return [[sums[id(seg)] for seg in unit] for unit in units]
 
@@ -247,8 +267,9 @@ class TransformersPolicy(Policy):
             for answer in answers:
                 total = first[answer[0]].item() if answer else 0.0
                 if len(answer) > 1:
-                    rest = self.model(input_ids=torch.tensor([answer[:-1]], device=self.device), past_key_values=cache,
-                                      use_cache=True)
+                    rest = self.model(
+                        input_ids=torch.tensor([answer[:-1]], device=self.device), past_key_values=cache, use_cache=True
+                    )
                     cache.crop(1 - len(answer))
                     logp = rest.logits[0].double().log_softmax(-1)
                     total += logp.gather(-1, torch.tensor(answer[1:], device=self.device)[:, None]).sum().item()
@@ -271,13 +292,22 @@ class TransformersPolicy(Policy):
         import torch
 
         if self.prefix:
-            return [([(node.keys, node.values) for node in path], path[-1].logits)
-                    for path in self._prefill_paths(prompts)]
+            return [
+                ([(node.keys, node.values) for node in path], path[-1].logits) for path in self._prefill_paths(prompts)
+            ]
         states = []
         for prompt, _ in prompts:
             cache, logits = self._prefill_alone(prompt)
-            states.append(([tuple(torch.stack([getattr(layer, part) for layer in cache.layers])
-                                  for part in ("keys", "values"))], logits))
+            states.append(
+                (
+                    [
+                        tuple(
+                            torch.stack([getattr(layer, part) for layer in cache.layers]) for part in ("keys", "values")
+                        )
+                    ],
+                    logits,
+                )
+            )
         return states
 
     def _prefill_alone(self, prompt: list[int]):
@@ -287,8 +317,12 @@ class TransformersPolicy(Policy):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=torch.tensor([prompt], device=self.device), past_key_values=cache, use_cache=True,
-                         logits_to_keep=1)
+        out = self.model(
+            input_ids=torch.tensor([prompt], device=self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return cache, out.logits[0, -1]
 
     def _prefill_paths(self, prompts: list[tuple[list[int], list[int]]]) -> list[list]:
@@ -302,12 +336,13 @@ class TransformersPolicy(Policy):
             for i, ((prompt, ends), path) in enumerate(zip(prompts, paths)):
                 if len(path) < len(ends):
                     parent = path[-1] if path else self.prefix.root
-                    chunk = tuple(prompt[parent.end:ends[len(path)]])
+                    chunk = tuple(prompt[parent.end : ends[len(path)]])
                     wave.setdefault((id(parent), chunk), (parent, chunk, []))[2].append(i)
             if not wave:
                 break
-            for node, (_, chunk, members) in zip(self._add_chunks([(p, c) for p, c, _ in wave.values()]),
-                                                 wave.values()):
+            for node, (_, chunk, members) in zip(
+                self._add_chunks([(p, c) for p, c, _ in wave.values()]), wave.values()
+            ):
                 computed[members[0]] += len(chunk)
                 for i in members:
                     paths[i].append(node)
@@ -326,8 +361,10 @@ class TransformersPolicy(Policy):
             hidden, run = packed.forward(self.model, batch, self.pass_tokens)
             last = packed.logits(self.model, hidden[[seg.end - 1 for (seg,) in batch]])
             for (seg,), row in zip(batch, last):
-                keys, values = (torch.stack([kv[:, :, seg.start:seg.end] for kv in per_layer])
-                                for per_layer in (run.keys, run.values))
+                keys, values = (
+                    torch.stack([kv[:, :, seg.start : seg.end] for kv in per_layer])
+                    for per_layer in (run.keys, run.values)
+                )
                 parent, chunk = items[len(nodes)]
                 nodes.append(self.prefix.add(parent, chunk, keys, values, row.clone()))
         return nodes

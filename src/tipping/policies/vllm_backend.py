@@ -15,8 +15,8 @@ from __future__ import annotations
 import copy
 import gc
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tipping.errors import InputError
 from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
@@ -44,9 +44,17 @@ def _on_cpu() -> bool:
 
 
 class VLLMPolicy(Policy):
-    def __init__(self, model: str, adapter: str | None = None, *, max_model_len: int | None = None,
-                 dtype: str | None = None, enable_lora: bool = False, max_lora_rank: int | None = None,
-                 **engine_options):
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None = None,
+        *,
+        max_model_len: int | None = None,
+        dtype: str | None = None,
+        enable_lora: bool = False,
+        max_lora_rank: int | None = None,
+        **engine_options,
+    ):
         model = check_model(model)
         from transformers import AutoConfig, AutoTokenizer
         from vllm import LLM
@@ -70,8 +78,15 @@ class VLLMPolicy(Policy):
             engine_options.setdefault("lora_target_modules", LORA_TARGET_MODULES)
             engine_options.update(enable_lora=True, max_loras=1, max_lora_rank=self.max_lora_rank)
         self.model_name = model
-        self.llm = LLM(model=model, enable_prefix_caching=True, enforce_eager=_on_cpu(),
-                       max_model_len=max_model_len, dtype=dtype or "auto", seed=0, **engine_options)
+        self.llm = LLM(
+            model=model,
+            enable_prefix_caching=True,
+            enforce_eager=_on_cpu(),
+            max_model_len=max_model_len,
+            dtype=dtype or "auto",
+            seed=0,
+            **engine_options,
+        )
         self._lora_ids: dict[str, int] = {}  # adapter path -> engine-wide LoRA id
         self._prefix = {"prompt_tokens": 0, "cached_tokens": 0}  # engine-wide: adapter views share it
         self.chat = ChatTokenizer(AutoTokenizer.from_pretrained(model))
@@ -91,13 +106,15 @@ class VLLMPolicy(Policy):
             lora_id = self._lora_ids.setdefault(self.adapter, len(self._lora_ids) + 1)
             self.lora = LoRARequest(Path(self.adapter).name, lora_id, str(Path(self.adapter).resolve()))
 
-    def with_adapter(self, adapter: str | None) -> "VLLMPolicy":
+    def with_adapter(self, adapter: str | None) -> VLLMPolicy:
         """The same engine playing another adapter (or the base model, None)."""
         if adapter:
             rank = validate_adapter_dir(adapter).get("r", 8)
             if rank > self.max_lora_rank:
-                raise InputError(f"adapter {adapter} has rank {rank} but this vLLM engine takes LoRA ranks up to "
-                                 f"{self.max_lora_rank}; create it with enable_lora=True, max_lora_rank={rank}")
+                raise InputError(
+                    f"adapter {adapter} has rank {rank} but this vLLM engine takes LoRA ranks up to "
+                    f"{self.max_lora_rank}; create it with enable_lora=True, max_lora_rank={rank}"
+                )
         view = copy.copy(self)
         view._set_adapter(adapter)
         return view
@@ -105,8 +122,12 @@ class VLLMPolicy(Policy):
     def _run(self, prompts: list[list[int]], params: list):
         from vllm.inputs import TokensPrompt
 
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False,
-                                    lora_request=[self.lora] * len(prompts) if self.lora else None)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts],
+            params,
+            use_tqdm=False,
+            lora_request=[self.lora] * len(prompts) if self.lora else None,
+        )
         self._prefix["prompt_tokens"] += sum(len(p) for p in prompts)
         self._prefix["cached_tokens"] += sum(o.num_cached_tokens or 0 for o in outputs)
         return outputs
@@ -121,10 +142,25 @@ class VLLMPolicy(Policy):
 
         s = sampling
         prompts = [self.chat.prompt_ids(t, s) for t in turns]
-        outputs = self._run(prompts, [SamplingParams(temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or 0,
-                                                     max_tokens=s.max_new_tokens, seed=t.seed) for t in turns])
-        return [Completion(o.outputs[0].text, len(p), len(o.outputs[0].token_ids),
-                           truncated=o.outputs[0].finish_reason == "length") for p, o in zip(prompts, outputs)]
+        outputs = self._run(
+            prompts,
+            [
+                SamplingParams(
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    top_k=s.top_k or 0,
+                    max_tokens=s.max_new_tokens,
+                    seed=t.seed,
+                )
+                for t in turns
+            ],
+        )
+        return [
+            Completion(
+                o.outputs[0].text, len(p), len(o.outputs[0].token_ids), truncated=o.outputs[0].finish_reason == "length"
+            )
+            for p, o in zip(prompts, outputs)
+        ]
 
     def score_choices(self, turns: Sequence[Turn], sampling: Sampling) -> list[ChoiceScores]:
         """Prompt log-probabilities of prompt+answer for both answers of every turn, in one batch.
@@ -147,8 +183,13 @@ class VLLMPolicy(Policy):
         def params(read_cache: bool) -> SamplingParams:
             # one greedy token: only prompt log-probabilities matter; no detokenizing (the rows of
             # cached positions are left unfilled by the engine)
-            return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
-                                  skip_reading_prefix_cache=not read_cache)
+            return SamplingParams(
+                max_tokens=1,
+                temperature=0.0,
+                prompt_logprobs=0,
+                detokenize=False,
+                skip_reading_prefix_cache=not read_cache,
+            )
 
         outputs = self._run(prompts, [params(True)] * len(prompts))
         redo = [j for j, (out, (start, _)) in enumerate(zip(outputs, spans)) if (out.num_cached_tokens or 0) >= start]
@@ -159,7 +200,7 @@ class VLLMPolicy(Policy):
         for ids, (start, n), out in zip(prompts, spans, outputs):
             # entry i holds the log-probability of prompt token i (entry 0 is None)
             totals.append(sum(out.prompt_logprobs[i][ids[i]].logprob for i in range(start, start + n)))
-        return [choice_scores(totals[2 * i:2 * i + 2], spans[2 * i][0]) for i in range(len(turns))]
+        return [choice_scores(totals[2 * i : 2 * i + 2], spans[2 * i][0]) for i in range(len(turns))]
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None

@@ -30,8 +30,13 @@ KINDS = {
     "multi-items": ("multi-agent items", MultiItem, "load_multi_items"),
     "multi-games": ("multi-agent games", MultiScenario, "load_multi_games"),
 }
-SPLIT_KINDS = {"single-test": "single-items", "single-train": "single-items",
-               "multi-train": "multi-items", "multi-eval": "multi-items", "multi-games": "multi-games"}
+SPLIT_KINDS = {
+    "single-test": "single-items",
+    "single-train": "single-items",
+    "multi-train": "multi-items",
+    "multi-eval": "multi-items",
+    "multi-games": "multi-games",
+}
 
 
 def answer_pair(first: str, second: str) -> str:
@@ -50,16 +55,19 @@ def listed_order(text: str, a: str, b: str) -> tuple[str, str] | None:
     return None
 
 
-def reorder_answers(texts: tuple[str, ...], first: str, second: str, order: OptionOrder, seed: int,
-                    episode_id: str) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
+def reorder_answers(
+    texts: tuple[str, ...], first: str, second: str, order: OptionOrder, seed: int, episode_id: str
+) -> tuple[tuple[str, str] | None, tuple[str, ...]]:
     """(the labels in the order now shown, the texts with their answer list reordered). The texts
     list the answers once, as answer_pair (in either order: upstream's files put "A" before "B");
     None when they do not, which only fixed order accepts."""
     listed = listed_order(" ".join(texts), first, second)
     if listed is None:
         if order != "fixed":
-            raise InputError(f"episode {episode_id}: its prompt does not list the answers as {answer_pair(first, second)}, "
-                             f"so --option-order {order} cannot reorder them; use --option-order fixed")
+            raise InputError(
+                f"episode {episode_id}: its prompt does not list the answers as {answer_pair(first, second)}, "
+                f"so --option-order {order} cannot reorder them; use --option-order fixed"
+            )
         return None, texts
     shown = shown_order(listed, order, seed, episode_id)
     return shown, tuple(t.replace(answer_pair(*listed), answer_pair(*shown)) for t in texts)
@@ -72,8 +80,7 @@ def json_instruction(first: str, second: str) -> str:
 
 @functools.cache
 def _library(folder: str, model) -> tuple:
-    scenarios = [parse(model, rec, path) for path in sorted((LIBRARY / folder).glob("*.yaml"))
-                 for rec in _read(path)]
+    scenarios = [parse(model, rec, path) for path in sorted((LIBRARY / folder).glob("*.yaml")) for rec in _read(path)]
     if not scenarios:
         raise InputError(f"{LIBRARY / folder}: no scenario files (*.yaml); the package is incomplete")
     return tuple(scenarios)
@@ -163,8 +170,9 @@ def _source_path(src) -> Path:
     if path.exists():
         raise InputError(f"{src}: is a directory; expected a .jsonl, .json or .yaml file")
     if not path.suffix and os.sep not in str(src):
-        raise InputError(f"{src}: unknown split; valid splits are {', '.join(SPLITS)} "
-                         f"(or give a path to a .jsonl/.json/.yaml file)")
+        raise InputError(
+            f"{src}: unknown split; valid splits are {', '.join(SPLITS)} (or give a path to a .jsonl/.json/.yaml file)"
+        )
     raise InputError(f"{src}: file not found")
 
 
@@ -182,8 +190,9 @@ def _read(path: Path) -> list:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise InputError(f"{where(path, len(records))}: invalid JSON on line {lineno} "
-                                 f"column {e.colno}: {e.msg}") from None
+                raise InputError(
+                    f"{where(path, len(records))}: invalid JSON on line {lineno} column {e.colno}: {e.msg}"
+                ) from None
     elif path.suffix == ".json":
         try:
             records = json.loads(text)
@@ -215,6 +224,8 @@ def _kind(rec: dict, path: Path) -> str:
         return "multi-items"
     if "compliant" in rec or "violating" in rec:
         return "single-items"
-    raise InputError(f"{where(path, 0)}: unrecognised record (keys {sorted(rec)[:8]}); expected "
-                     "single items (compliant/violating), multi items or games (collective/"
-                     "independent), or an upstream ATP file")
+    raise InputError(
+        f"{where(path, 0)}: unrecognised record (keys {sorted(rec)[:8]}); expected "
+        "single items (compliant/violating), multi items or games (collective/"
+        "independent), or an upstream ATP file"
+    )

@@ -31,7 +31,7 @@ def _check_fields(text: str, required: set[str], allowed: set[str]) -> str:
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as e:  # unbalanced braces
-        raise ValueError(f"not a valid str.format template ({e}); write literal braces as {{{{ }}}}")
+        raise ValueError(f"not a valid str.format template ({e}); write literal braces as {{{{ }}}}") from None
     if required - used:
         raise ValueError(f"missing placeholder(s) {sorted(required - used)}")
     if used - allowed:
@@ -130,8 +130,16 @@ class GameParams(_Strict):
         return self
 
 
-GAME_FIELDS = {"n", "cooperation_threshold", "high_reward", "normal_reward", "low_reward",
-               "delta_high", "delta_normal", "delta_low"}
+GAME_FIELDS = {
+    "n",
+    "cooperation_threshold",
+    "high_reward",
+    "normal_reward",
+    "low_reward",
+    "delta_high",
+    "delta_normal",
+    "delta_low",
+}
 # the placeholders each game template must use (any of GAME_FIELDS may appear)
 GAME_TEMPLATES = {
     "system_prompt": {"n"},

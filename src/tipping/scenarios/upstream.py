@@ -26,9 +26,11 @@ def kind(rec: dict, path: Path) -> str | None:
     if isinstance(rec.get("template"), dict):
         if "user_prompt_mult" in rec["template"]:
             return "multi-games"
-        raise InputError(f"{path}: upstream SA templates (unrendered $${{low_reward}} texts) need "
-                         "generating first; load a rendered question file (question_64.json, "
-                         "question_160.json) or a built-in split (single-test, single-train)")
+        raise InputError(
+            f"{path}: upstream SA templates (unrendered $${{low_reward}} texts) need "
+            "generating first; load a rendered question file (question_64.json, "
+            "question_160.json) or a built-in split (single-test, single-train)"
+        )
     if "supervised_choice" in rec or "better_choice" in rec:
         return "single-items"
     if "cooperative_choice" in rec:
@@ -38,15 +40,33 @@ def kind(rec: dict, path: Path) -> str | None:
 
 # our field -> the upstream field it comes from (dotted for nested keys); also used to name the
 # upstream field in error messages
-SINGLE_FIELDS = {"scenario": "environment", "system_prompt": "system_prompt", "user_prompt": "user_prompt",
-                 "compliant": "supervised_choice", "violating": "better_choice",
-                 "compliant_reward": "params.low_reward", "violating_reward": "params.high_reward"}
-TEMPLATE_FIELDS = {"name": "environment", "system_prompt": "template.system_prompt",
-                   "user_prompt_mult": "template.user_prompt_mult", "user_prompt_add": "template.user_prompt_add",
-                   "user_prompt_train": "template.user_prompt", "collective": "template.collective_choice",
-                   "independent": "template.independent_choice", "params": "params"}
-ITEM_FIELDS = {"scenario": "environment", "system_prompt": "system_prompt", "user_prompt": "user_prompt",
-               "collective": "cooperative_choice", "independent": "independent_choice", "params": "params"}
+SINGLE_FIELDS = {
+    "scenario": "environment",
+    "system_prompt": "system_prompt",
+    "user_prompt": "user_prompt",
+    "compliant": "supervised_choice",
+    "violating": "better_choice",
+    "compliant_reward": "params.low_reward",
+    "violating_reward": "params.high_reward",
+}
+TEMPLATE_FIELDS = {
+    "name": "environment",
+    "system_prompt": "template.system_prompt",
+    "user_prompt_mult": "template.user_prompt_mult",
+    "user_prompt_add": "template.user_prompt_add",
+    "user_prompt_train": "template.user_prompt",
+    "collective": "template.collective_choice",
+    "independent": "template.independent_choice",
+    "params": "params",
+}
+ITEM_FIELDS = {
+    "scenario": "environment",
+    "system_prompt": "system_prompt",
+    "user_prompt": "user_prompt",
+    "collective": "cooperative_choice",
+    "independent": "independent_choice",
+    "params": "params",
+}
 
 
 def _extract(rec: dict, fields: dict[str, str], path, index: int) -> dict:
@@ -68,8 +88,10 @@ def _item_id(rec: dict, path, index: int) -> str:
 def single_item(rec: dict, path, index: int) -> SingleItem:
     data = _extract(rec, SINGLE_FIELDS, path, index)
     if str(data["compliant"]).strip().lower() == str(data["violating"]).strip().lower():
-        raise InputError(f"{where(path, index, 'better_choice')}: equals supervised_choice "
-                         f"({data['compliant']!r}); the rule-breaking option must differ")
+        raise InputError(
+            f"{where(path, index, 'better_choice')}: equals supervised_choice "
+            f"({data['compliant']!r}); the rule-breaking option must differ"
+        )
     data["id"] = _item_id(rec, path, index)
     # question_160.json has no supervision texts; upstream treats them as ""
     data |= {k: rec.get(k, "") for k in ("supervised_text", "unsupervised_text", "neutral_text")}

@@ -10,8 +10,9 @@ record's `shown_first` names the option listed first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from typing import Literal
 
 from tipping.hashing import derive_seed
 from tipping.records import MultiTurn
@@ -66,21 +67,31 @@ def episode_id(game: str, threshold: int, rewards: tuple[float, float, float]) -
     return f"{game}-t{threshold}-r{rewards[0]}_{rewards[1]}_{rewards[2]}"
 
 
-def game_texts(game: MultiScenario, n: int, threshold: int, rewards: tuple[float, float, float],
-               settings: MultiSettings) -> tuple[str, str]:
+def game_texts(
+    game: MultiScenario, n: int, threshold: int, rewards: tuple[float, float, float], settings: MultiSettings
+) -> tuple[str, str]:
     """(system prompt, question) of a game played by n agents with this threshold, in the paper's
     option order (the episode reorders them)."""
     hr, nr, lr = rewards
     base = settings.start_capital
-    fmt = {"n": n, "cooperation_threshold": threshold, "high_reward": hr, "normal_reward": nr,
-           "low_reward": lr, "delta_high": round((hr - 1) * base, 2),
-           "delta_normal": round((nr - 1) * base, 2), "delta_low": round((lr - 1) * base, 2)}
+    fmt = {
+        "n": n,
+        "cooperation_threshold": threshold,
+        "high_reward": hr,
+        "normal_reward": nr,
+        "low_reward": lr,
+        "delta_high": round((hr - 1) * base, 2),
+        "delta_normal": round((nr - 1) * base, 2),
+        "delta_low": round((lr - 1) * base, 2),
+    }
     additive = settings.reward_mode == "additive"
-    system_prompt = " ".join([
-        game.system_prompt.format(**fmt),
-        RULES[settings.reward_mode].format(base=base),
-        json_instruction(game.collective, game.independent),
-    ])
+    system_prompt = " ".join(
+        [
+            game.system_prompt.format(**fmt),
+            RULES[settings.reward_mode].format(base=base),
+            json_instruction(game.collective, game.independent),
+        ]
+    )
     question = "This is a new round.\n" + (game.user_prompt_add if additive else game.user_prompt_mult).format(**fmt)
     return system_prompt, question
 
@@ -91,15 +102,31 @@ class MultiEpisode:
 
     testbed = "multi"
 
-    def __init__(self, game: MultiScenario, threshold: int, rewards: tuple[float, float, float],
-                 settings: MultiSettings, seed: int):
+    def __init__(
+        self,
+        game: MultiScenario,
+        threshold: int,
+        rewards: tuple[float, float, float],
+        settings: MultiSettings,
+        seed: int,
+    ):
         rewards = _floats(rewards)
         system_prompt, question = game_texts(game, settings.agents, threshold, rewards, settings)
-        self._setup(episode_id(game.name, threshold, rewards), game.name, game.collective, game.independent,
-                    system_prompt, question, threshold, rewards, settings, seed)
+        self._setup(
+            episode_id(game.name, threshold, rewards),
+            game.name,
+            game.collective,
+            game.independent,
+            system_prompt,
+            question,
+            threshold,
+            rewards,
+            settings,
+            seed,
+        )
 
     @classmethod
-    def from_item(cls, item: MultiItem, settings: MultiSettings, seed: int) -> "MultiEpisode":
+    def from_item(cls, item: MultiItem, settings: MultiSettings, seed: int) -> MultiEpisode:
         """The item's own game: item.params.n agents, its threshold and its high/normal/low as the
         factors, asked the item's prompt every round. The prompt states the outcomes of a $1 start,
         which are the factors' results after the first round in either reward mode; the rules
@@ -107,16 +134,37 @@ class MultiEpisode:
         p = item.params
         system_prompt = f"{item.system_prompt} {RULES[settings.reward_mode].format(base=settings.start_capital)}"
         episode = cls.__new__(cls)
-        episode._setup(item.id, item.scenario, item.collective, item.independent, system_prompt,
-                       "This is a new round.\n" + item.user_prompt, p.cooperation_threshold,
-                       (p.high_reward, p.normal_reward, p.low_reward), replace(settings, agents=p.n), seed)
+        episode._setup(
+            item.id,
+            item.scenario,
+            item.collective,
+            item.independent,
+            system_prompt,
+            "This is a new round.\n" + item.user_prompt,
+            p.cooperation_threshold,
+            (p.high_reward, p.normal_reward, p.low_reward),
+            replace(settings, agents=p.n),
+            seed,
+        )
         return episode
 
-    def _setup(self, id: str, scenario: str, collective: str, independent: str, system_prompt: str, question: str,
-               threshold: int, rewards: tuple[float, float, float], settings: MultiSettings, seed: int) -> None:
+    def _setup(
+        self,
+        id: str,
+        scenario: str,
+        collective: str,
+        independent: str,
+        system_prompt: str,
+        question: str,
+        threshold: int,
+        rewards: tuple[float, float, float],
+        settings: MultiSettings,
+        seed: int,
+    ) -> None:
         self.id, self.scenario, self.collective = id, scenario, collective
         self.shown, (self.system_prompt, self.question) = reorder_answers(
-            (system_prompt, question), collective, independent, settings.option_order, seed, id)
+            (system_prompt, question), collective, independent, settings.option_order, seed, id
+        )
         self.threshold, self.rewards = threshold, _floats(rewards)
         self.settings, self.seed = settings, seed
         self.options = Options(aligned=independent, deviant=collective)
@@ -153,14 +201,22 @@ class MultiEpisode:
         for agent in range(self.settings.agents):
             if agent in self.confederates:
                 continue
-            past = [m for r in self._history[agent][max(0, len(self._history[agent]) - w):] for m in r]
+            past = [m for r in self._history[agent][max(0, len(self._history[agent]) - w) :] for m in r]
             system_prompt, question = self.texts(agent)
             messages = ({"role": "system", "content": system_prompt}, *past, {"role": "user", "content": question})
             # the seen peers' previous choices, for scripted doubles (scripted:imitate); real policies read messages
             meta = {"peers": [self._last[j] for j in self.seen_by(agent) if j != agent]} if self._last else {}
-            self._pending.append(Turn(messages=messages, options=self.options, round=round, agent=agent,
-                                      seed=derive_seed(self.seed, self.id, round, agent), item_id=self.id,
-                                      meta=meta))
+            self._pending.append(
+                Turn(
+                    messages=messages,
+                    options=self.options,
+                    round=round,
+                    agent=agent,
+                    seed=derive_seed(self.seed, self.id, round, agent),
+                    item_id=self.id,
+                    meta=meta,
+                )
+            )
         return self._pending
 
     def factor(self, collective: bool, success: bool) -> float:
@@ -215,28 +271,48 @@ class MultiEpisode:
                 delta = (self.factor(collective[agent], success) - 1) * s.start_capital
                 self.capital[agent] = before + delta
             peers = "; ".join(
-                f"Agent {j}: {responses[j]}" if s.peer_history == "full"
+                f"Agent {j}: {responses[j]}"
+                if s.peer_history == "full"
                 else f"Agent {j} final choice: {choices[j] or UNPARSED}"
-                for j in self.seen_by(agent))  # itself included, as upstream: the line never reveals its own index
-            past = [{"role": "user", "content": self.texts(agent)[1]},
-                    {"role": "assistant", "content": responses[agent]},
-                    {"role": "user", "content": f"Other agents' decisions: {peers}"}]
+                for j in self.seen_by(agent)
+            )  # itself included, as upstream: the line never reveals its own index
+            past = [
+                {"role": "user", "content": self.texts(agent)[1]},
+                {"role": "assistant", "content": responses[agent]},
+                {"role": "user", "content": f"Other agents' decisions: {peers}"},
+            ]
             if s.feedback == "reward":
                 outcome = self.outcome_text(count, success, len(group))
                 past.append({"role": "user", "content": f"Outcome: {outcome}. Your reward (delta): {delta}"})
             self._history[agent].append(past)
             turn, answer = by_agent.get(agent, (None, None))
-            records.append(MultiTurn(
-                testbed="multi", episode=self.id, item=self.id, scenario=self.scenario,
-                threshold=self.threshold, rewards=list(self.rewards), round=round, agent=agent,
-                confederate=agent in self.confederates, shown_first=self.shown[0] if self.shown else None,
-                seed=turn.seed if turn else None, prompt_sha=turn.prompt_sha if turn else None,
-                response=responses[agent], choice=choices[agent], valid=choices[agent] is not None,
-                deviant=self._last[agent], truncated=answer.truncated if answer else False,
-                p_deviant=answer.p_deviant if answer else None,
-                reward=delta, capital_before=before, capital=self.capital[agent],
-                collective_count=count, success=success,
-                prompt_tokens=answer.prompt_tokens if answer else 0,
-                completion_tokens=answer.completion_tokens if answer else 0,
-            ))
+            records.append(
+                MultiTurn(
+                    testbed="multi",
+                    episode=self.id,
+                    item=self.id,
+                    scenario=self.scenario,
+                    threshold=self.threshold,
+                    rewards=list(self.rewards),
+                    round=round,
+                    agent=agent,
+                    confederate=agent in self.confederates,
+                    shown_first=self.shown[0] if self.shown else None,
+                    seed=turn.seed if turn else None,
+                    prompt_sha=turn.prompt_sha if turn else None,
+                    response=responses[agent],
+                    choice=choices[agent],
+                    valid=choices[agent] is not None,
+                    deviant=self._last[agent],
+                    truncated=answer.truncated if answer else False,
+                    p_deviant=answer.p_deviant if answer else None,
+                    reward=delta,
+                    capital_before=before,
+                    capital=self.capital[agent],
+                    collective_count=count,
+                    success=success,
+                    prompt_tokens=answer.prompt_tokens if answer else 0,
+                    completion_tokens=answer.completion_tokens if answer else 0,
+                )
+            )
         return records

@@ -106,7 +106,7 @@ def final_answer_text(text: str) -> str:
     text = _THINK_BLOCK.sub(" ", text)
     lowered = text.lower()
     if "</think>" in lowered:
-        text = text[lowered.rindex("</think>") + len("</think>"):]
+        text = text[lowered.rindex("</think>") + len("</think>") :]
     lowered = text.lower()
     if "<think>" in lowered:
         text = text[: lowered.index("<think>")]
@@ -122,7 +122,7 @@ def _parse_robust(text: str, options: Options) -> str | None:
     final = statements[-1]
     named, start = set(final.labels), final.start
     for earlier in reversed(statements[:-1]):  # walk back along the chain (rule 2)
-        if not _connective(answer[earlier.end:start]):
+        if not _connective(answer[earlier.end : start]):
             break
         named |= earlier.labels
         start = earlier.start
@@ -140,20 +140,23 @@ def _statement(text: str, key: re.Match, options: Options) -> _Statement:
     label = _match_label(value, options)
     named = {label} if label else _both_labels_in(value, options)
     if label:  # a second option right after the value, inside its object and line: "A" or "B"
-        tail = text[end:_end_of_match(_REST_OF_OBJECT, text, end)]
-        named |= {other for other in options.labels()
-                  if (found := _label_pattern(other).search(tail)) and _connective(tail[:found.start()])}
+        tail = text[end : _end_of_match(_REST_OF_OBJECT, text, end)]
+        named |= {
+            other
+            for other in options.labels()
+            if (found := _label_pattern(other).search(tail)) and _connective(tail[: found.start()])
+        }
     return _Statement(frozenset(named), key.start(), end)
 
 
 def _value_after(text: str, start: int) -> tuple[str, int]:
     """The value written after `choice:` (the key's match ends past the spaces) and where it ends:
     quoted (either quote), a [list], or bare up to , } or newline."""
-    opener = text[start:start + 1]
+    opener = text[start : start + 1]
     if opener in ('"', "'", "["):
         close = text.find("]" if opener == "[" else opener, start + 1)
         end = close if close > 0 else len(text)
-        return text[start + 1:end], min(end + 1, len(text))
+        return text[start + 1 : end], min(end + 1, len(text))
     end = _end_of_match(_BARE_VALUE, text, start)
     return text[start:end], end
 

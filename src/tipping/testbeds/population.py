@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import networkx as nx
 
@@ -113,14 +114,21 @@ class Network:
     confederates: frozenset[int]
 
     @classmethod
-    def of(cls, graph: nx.Graph, confederates: frozenset[int]) -> "Network":
-        return cls(tuple(tuple(sorted({v, *graph.neighbors(v)})) for v in range(graph.number_of_nodes())),
-                   confederates)
+    def of(cls, graph: nx.Graph, confederates: frozenset[int]) -> Network:
+        return cls(tuple(tuple(sorted({v, *graph.neighbors(v)})) for v in range(graph.number_of_nodes())), confederates)
 
 
 class PopulationEpisode(MultiEpisode):
-    def __init__(self, game: MultiScenario, fraction: float, rewards: tuple[float, float, float],
-                 settings: MultiSettings, seed: int, network: Network, payoff: Payoff):
+    def __init__(
+        self,
+        game: MultiScenario,
+        fraction: float,
+        rewards: tuple[float, float, float],
+        settings: MultiSettings,
+        seed: int,
+        network: Network,
+        payoff: Payoff,
+    ):
         super().__init__(game, threshold_for(fraction, settings.agents), rewards, settings, seed)
         self.network, self.payoff, self.fraction = network, payoff, fraction
         self.confederates = set(network.confederates)
@@ -128,8 +136,9 @@ class PopulationEpisode(MultiEpisode):
         if payoff == "local":
             for size in sorted({len(c) for c in network.closed}):
                 texts = game_texts(game, size, threshold_for(fraction, size), self.rewards, settings)
-                system_prompt, question = reorder_answers(texts, game.collective, game.independent,
-                                                         settings.option_order, seed, self.id)[1]
+                system_prompt, question = reorder_answers(
+                    texts, game.collective, game.independent, settings.option_order, seed, self.id
+                )[1]
                 self._local_texts[size] = system_prompt, question
 
     def seen_by(self, agent: int) -> Sequence[int]:
@@ -145,16 +154,32 @@ class PopulationEpisode(MultiEpisode):
         return self._local_texts[len(self.network.closed[agent])] if self.payoff == "local" else super().texts(agent)
 
 
-def population_episodes(games: Sequence[MultiScenario], fractions: Sequence[float],
-                        reward_sets: Sequence[tuple[float, float, float]], settings: MultiSettings, seed: int,
-                        network: Network, payoff: Payoff) -> list[PopulationEpisode]:
+def population_episodes(
+    games: Sequence[MultiScenario],
+    fractions: Sequence[float],
+    reward_sets: Sequence[tuple[float, float, float]],
+    settings: MultiSettings,
+    seed: int,
+    network: Network,
+    payoff: Payoff,
+) -> list[PopulationEpisode]:
     """The multi grid (threshold fraction x reward set x game), every episode on the same graph."""
-    return [PopulationEpisode(game, f, rewards, settings, seed, network, payoff)
-            for f in fractions for rewards in reward_sets for game in games]
+    return [
+        PopulationEpisode(game, f, rewards, settings, seed, network, payoff)
+        for f in fractions
+        for rewards in reward_sets
+        for game in games
+    ]
 
 
-def probe_turns(game: MultiScenario, fraction: float, rewards: tuple[float, float, float], settings: MultiSettings,
-                seed: int, degree: int) -> list[tuple[float | None, bool | None, Turn]]:
+def probe_turns(
+    game: MultiScenario,
+    fraction: float,
+    rewards: tuple[float, float, float],
+    settings: MultiSettings,
+    seed: int,
+    degree: int,
+) -> list[tuple[float | None, bool | None, Turn]]:
     """The response-function probe's turns: (f, own, turn). f=None: a first-round turn (no history).
     Else the round-2 turn of agent `degree` in a game of its closed neighbourhood (degree + 1
     agents, the threshold a fraction of them, as under local payoff) after a round 1 in which
@@ -170,8 +195,12 @@ def probe_turns(game: MultiScenario, fraction: float, rewards: tuple[float, floa
         for own in (False, True):
             episode = MultiEpisode(game, threshold, rewards, settings, seed)
             chosen = colluders | ({degree} if own else set())
-            episode.record(1, [Answer(canonical_answer(episode.collective if t.agent in chosen
-                                                       else episode.options.aligned))
-                               for t in episode.turns(1)])
+            episode.record(
+                1,
+                [
+                    Answer(canonical_answer(episode.collective if t.agent in chosen else episode.options.aligned))
+                    for t in episode.turns(1)
+                ],
+            )
             out.append((k / degree, own, episode.turns(2)[-1]))
     return out

@@ -36,6 +36,8 @@ def check_adapter(path) -> Path:
     if not path.is_dir():
         raise InputError(f"{path}: adapter folder not found")
     if not (path / MARKER).is_file():
-        raise InputError(f"{path}: not a finished tipping adapter ({MARKER} missing: training did not "
-                         "complete, or the folder was not written by `tipping align/evolve`)")
+        raise InputError(
+            f"{path}: not a finished tipping adapter ({MARKER} missing: training did not "
+            "complete, or the folder was not written by `tipping align/evolve`)"
+        )
     return path

@@ -13,9 +13,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import torch
 from datasets import Dataset
@@ -33,11 +33,17 @@ from tipping.training import MARKER, check_adapter
 # trainers. CPU: fp32 (bitwise-reproducible; TRL's bf16 default fails without a GPU) and no
 # activation checkpointing (it only costs time at CPU model sizes). GPU: the paper's bf16.
 HOSTS = {
-    "cpu": {"dtype": torch.float32,
-            "args": {"use_cpu": True, "bf16": False, "gradient_checkpointing": False, "dataloader_pin_memory": False}},
-    "cuda": {"dtype": torch.bfloat16,
-             "args": {"use_cpu": False, "bf16": True, "gradient_checkpointing": True, "dataloader_pin_memory": True}},
+    "cpu": {
+        "dtype": torch.float32,
+        "args": {"use_cpu": True, "bf16": False, "gradient_checkpointing": False, "dataloader_pin_memory": False},
+    },
+    "cuda": {
+        "dtype": torch.bfloat16,
+        "args": {"use_cpu": False, "bf16": True, "gradient_checkpointing": True, "dataloader_pin_memory": True},
+    },
 }
+
+
 # command-line flag -> params field; flags left unset (None) keep the --params / default value
 def resolve_device(device: str) -> str:
     if device == "auto":
@@ -77,8 +83,13 @@ def load_tokenizer(model: str):
 
 
 def lora_config(lora: LoraParams) -> LoraConfig:
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
 
 
 def load_model(model: str, device: str, lora: LoraParams | None, init_adapter=None):
@@ -96,41 +107,83 @@ def trl_args(config_class, params, device: str, out, save_steps: int, **method_f
     TRL's own checks (e.g. GRPO's batch divisibility) become one InputError line."""
     try:
         return config_class(
-            output_dir=str(work_dir(out) / "checkpoints"), num_train_epochs=params.epochs,
-            max_steps=params.max_steps, learning_rate=params.learning_rate,
-            per_device_train_batch_size=params.batch_size, gradient_accumulation_steps=params.grad_accum,
+            output_dir=str(work_dir(out) / "checkpoints"),
+            num_train_epochs=params.epochs,
+            max_steps=params.max_steps,
+            learning_rate=params.learning_rate,
+            per_device_train_batch_size=params.batch_size,
+            gradient_accumulation_steps=params.grad_accum,
             lr_scheduler_type=params.lr_scheduler,
             warmup_steps=getattr(params, "warmup_ratio", 0.0),  # a float < 1 is a fraction of the steps
-            seed=params.seed, logging_steps=1, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-            save_strategy="steps" if save_steps else "no", save_steps=save_steps or 1, save_total_limit=2,
-            **HOSTS[device]["args"], **method_fields)
+            seed=params.seed,
+            logging_steps=1,
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            save_strategy="steps" if save_steps else "no",
+            save_steps=save_steps or 1,
+            save_total_limit=2,
+            **HOSTS[device]["args"],
+            **method_fields,
+        )
     except ValueError as exc:
         shown = {k: getattr(params, k) for k in ("batch_size", "grad_accum", "num_generations") if hasattr(params, k)}
-        raise InputError(f"TRL rejects these params ({', '.join(f'{k}={v}' for k, v in shown.items())}): "
-                         f"{' '.join(str(exc).split())}") from None
+        raise InputError(
+            f"TRL rejects these params ({', '.join(f'{k}={v}' for k, v in shown.items())}): "
+            f"{' '.join(str(exc).split())}"
+        ) from None
 
 
-def run_config(method: str, model: str, params, device: str, rows: list, *, data, init_adapter=None,
-               **extra) -> dict:
+def run_config(method: str, model: str, params, device: str, rows: list, *, data, init_adapter=None, **extra) -> dict:
     """The resolved config written to train_config.json; its hash decides whether a rerun may
     resume the checkpoints in OUT.partial."""
-    return {"method": method, "model": str(model),
-            "init_adapter": str(check_adapter(init_adapter)) if init_adapter else None,
-            "data": str(data), "data_rows": len(rows), "data_sha256": sha256_json(rows), "device": device,
-            "seed": params.seed, "params": params.model_dump(mode="json"), **extra}
+    return {
+        "method": method,
+        "model": str(model),
+        "init_adapter": str(check_adapter(init_adapter)) if init_adapter else None,
+        "data": str(data),
+        "data_rows": len(rows),
+        "data_sha256": sha256_json(rows),
+        "device": device,
+        "seed": params.seed,
+        "params": params.model_dump(mode="json"),
+        **extra,
+    }
 
 
-def fit(method: str, model: str, rows: list[dict], out, params, tokenizer, *, device: str, data,
-        config_class, trainer_class, lora: LoraParams | None, init_adapter=None, save_steps: int = 50,
-        config_fields: dict | None = None, trainer_fields: dict | None = None, **run_extra) -> dict:
+def fit(
+    method: str,
+    model: str,
+    rows: list[dict],
+    out,
+    params,
+    tokenizer,
+    *,
+    device: str,
+    data,
+    config_class,
+    trainer_class,
+    lora: LoraParams | None,
+    init_adapter=None,
+    save_steps: int = 50,
+    config_fields: dict | None = None,
+    trainer_fields: dict | None = None,
+    **run_extra,
+) -> dict:
     """One TRL training run into OUT: the config, the (resumable) trainer, the output contract."""
     args = trl_args(config_class, params, device, out, save_steps, **(config_fields or {}))
     config = run_config(method, model, params, device, rows, data=data, init_adapter=init_adapter, **run_extra)
 
     def make_trainer():
         net, peft_config = load_model(model, device, lora, init_adapter)
-        return trainer_class(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                             peft_config=peft_config, **(trainer_fields or {}))
+        return trainer_class(
+            model=net,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            **(trainer_fields or {}),
+        )
 
     return train(out, config, make_trainer, tokenizer)
 
@@ -187,8 +240,13 @@ def train(out, config: dict, make_trainer: Callable, tokenizer) -> dict:
         shutil.rmtree(final, ignore_errors=True)
         save(trainer.model, tokenizer, final)
         write_jsonl(final / "train_log.jsonl", trainer.state.log_history)
-        result = {**config, "resumed_from": resume.name if resume else None, "global_step": trainer.state.global_step,
-                  "train_wall_s": round(time.perf_counter() - started, 3), "versions": versions()}
+        result = {
+            **config,
+            "resumed_from": resume.name if resume else None,
+            "global_step": trainer.state.global_step,
+            "train_wall_s": round(time.perf_counter() - started, 3),
+            "versions": versions(),
+        }
         write_json(final / MARKER, result)  # last: the completion marker
     return result
 

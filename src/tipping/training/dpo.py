@@ -15,10 +15,23 @@ from tipping.training.common import fit, load_tokenizer, resolve_device
 from tipping.training.pairs import PAIR_FIELDS, read_pairs
 
 
-def train_dpo(model: str, pairs, out, params: DPOParams, *, device: str = "auto", init_adapter=None,
-              save_steps: int = 50) -> dict:
+def train_dpo(
+    model: str, pairs, out, params: DPOParams, *, device: str = "auto", init_adapter=None, save_steps: int = 50
+) -> dict:
     rows = [{k: r[k] for k in PAIR_FIELDS} for r in read_pairs(pairs)]  # metadata columns stay out of TRL
-    return fit("dpo", model, rows, out, params, load_tokenizer(model), device=resolve_device(device), data=pairs,
-               config_class=DPOConfig, trainer_class=DPOTrainer, lora=params.lora, init_adapter=init_adapter,
-               save_steps=save_steps, config_fields={"beta": params.beta, "loss_type": [params.loss_type],
-                                                     "max_length": params.max_length})
+    return fit(
+        "dpo",
+        model,
+        rows,
+        out,
+        params,
+        load_tokenizer(model),
+        device=resolve_device(device),
+        data=pairs,
+        config_class=DPOConfig,
+        trainer_class=DPOTrainer,
+        lora=params.lora,
+        init_adapter=init_adapter,
+        save_steps=save_steps,
+        config_fields={"beta": params.beta, "loss_type": [params.loss_type], "max_length": params.max_length},
+    )

@@ -31,8 +31,18 @@ def check_prompt_lengths(rows: list[dict], tokenizer, limit: int) -> None:
             raise InputError(f"item {row['item']}: prompt of {n} tokens exceeds grpo.max_prompt_length {limit}")
 
 
-def train_grpo(model: str, prompts: list[Prompt], out, params: GRPOParams, *, device: str = "auto",
-               init_adapter=None, parser: ParserMode = "robust", save_steps: int = 50, items=None) -> dict:
+def train_grpo(
+    model: str,
+    prompts: list[Prompt],
+    out,
+    params: GRPOParams,
+    *,
+    device: str = "auto",
+    init_adapter=None,
+    parser: ParserMode = "robust",
+    save_steps: int = 50,
+    items=None,
+) -> dict:
     device = resolve_device(device)
     if params.use_vllm and device != "cuda":
         raise InputError("grpo.use_vllm needs a CUDA host: TRL's vLLM weight sync fails on CPU; set use_vllm: false")
@@ -43,13 +53,31 @@ def train_grpo(model: str, prompts: list[Prompt], out, params: GRPOParams, *, de
     rows = [{"prompt": list(p.messages), **p.meta()} for p in prompts]
     tokenizer = load_tokenizer(model)
     check_prompt_lengths(rows, tokenizer, params.max_prompt_length)
-    return fit("grpo", model, rows, out, params, tokenizer, device=device, data=items, config_class=GRPOConfig,
-               trainer_class=GRPOTrainer, lora=None if params.full_parameter else params.lora,
-               init_adapter=init_adapter, save_steps=save_steps, parser=parser,
-               config_fields={"num_generations": params.num_generations, "beta": params.beta,
-                              "epsilon": params.epsilon, "loss_type": params.loss_type,
-                              "scale_rewards": params.scale_rewards,
-                              "max_completion_length": params.max_completion_length,
-                              "temperature": params.temperature, "use_vllm": params.use_vllm,
-                              "remove_unused_columns": False},  # the reward reads the label columns
-               trainer_fields={"reward_funcs": ChoiceReward(params.rewards, parser)})
+    return fit(
+        "grpo",
+        model,
+        rows,
+        out,
+        params,
+        tokenizer,
+        device=device,
+        data=items,
+        config_class=GRPOConfig,
+        trainer_class=GRPOTrainer,
+        lora=None if params.full_parameter else params.lora,
+        init_adapter=init_adapter,
+        save_steps=save_steps,
+        parser=parser,
+        config_fields={
+            "num_generations": params.num_generations,
+            "beta": params.beta,
+            "epsilon": params.epsilon,
+            "loss_type": params.loss_type,
+            "scale_rewards": params.scale_rewards,
+            "max_completion_length": params.max_completion_length,
+            "temperature": params.temperature,
+            "use_vllm": params.use_vllm,
+            "remove_unused_columns": False,
+        },  # the reward reads the label columns
+        trainer_fields={"reward_funcs": ChoiceReward(params.rewards, parser)},
+    )

@@ -9,7 +9,7 @@ the default `robust` parser reads the final decision after </think>.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tipping.testbeds.parsing import ParserMode, parse_choice
 from tipping.turns import Options
@@ -36,5 +36,7 @@ class ChoiceReward:
         return self.aligned if choice == options.aligned else self.deviant
 
     def __call__(self, completions, aligned, deviant, testbed, **_) -> list[float]:
-        return [self.score(completion_text(c), Options(aligned=a, deviant=d), t)
-                for c, a, d, t in zip(completions, aligned, deviant, testbed)]
+        return [
+            self.score(completion_text(c), Options(aligned=a, deviant=d), t)
+            for c, a, d, t in zip(completions, aligned, deviant, testbed)
+        ]
