@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tipping.errors import InputError
 from tipping.paths import FIGURES
 from tipping.policies.models import MODEL_NAMES
-from tipping.testbeds.population import Placement
+from tipping.testbeds.multi import GAME_REWARD_SETS, GAME_THRESHOLDS, MultiSettings
+from tipping.testbeds.population import Placement, PopulationSettings
+from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleSettings
 
 
 class _Section(BaseModel):
@@ -170,9 +172,9 @@ class SingleParams(_Section):
 
     items: str = "single-test"
     train_items: str = "single-train"
-    rounds: int = Field(6, ge=1)
-    window: int = Field(5, ge=0)
-    supervision: str = "all_unsupervised"
+    rounds: int = Field(SingleSettings.rounds, ge=1)
+    window: int = Field(SingleSettings.window, ge=0)
+    supervision: str = SingleSettings.supervision
     limit: int | None = Field(None, ge=1)
     max_new_tokens: int | None = Field(None, ge=1)  # None = the model's sampling.max_new_tokens
     conditions: list[ConditionName] = Field(default_factory=lambda: list(CONDITIONS), min_length=1)
@@ -183,11 +185,11 @@ class MultiParams(_Section):
 
     scenarios: str = "multi-games"
     train_items: str = "multi-train"
-    agents: int = Field(8, ge=2)
-    rounds: int = Field(3, ge=1)
-    window: int = Field(3, ge=0)
-    thresholds: list[int] = Field(default_factory=lambda: [2, 4, 6, 8], min_length=1)
-    reward_sets: list[tuple[float, float, float]] = Field(default_factory=lambda: [(1.2, 1.0, 0.8)], min_length=1)
+    agents: int = Field(MultiSettings.agents, ge=2)
+    rounds: int = Field(MultiSettings.rounds, ge=1)
+    window: int = Field(MultiSettings.window, ge=0)
+    thresholds: list[int] = Field(default_factory=lambda: list(GAME_THRESHOLDS), min_length=1)
+    reward_sets: list[tuple[float, float, float]] = Field(default_factory=lambda: list(GAME_REWARD_SETS), min_length=1)
     limit: int | None = Field(None, ge=1)
     max_new_tokens: int | None = Field(None, ge=1)
     conditions: list[MultiConditionName] = Field(default_factory=lambda: list(MULTI_CONDITIONS), min_length=1)
@@ -201,14 +203,14 @@ class PopulationParams(_Section):
     scenarios: str = "multi-games"
     limit: int | None = Field(1, ge=1)  # games
     networks: list[str] = Field(default_factory=list)  # `tipping run population --network` SPECs
-    agents: list[int] = Field(default_factory=lambda: [64], min_length=1)
+    agents: list[int] = Field(default_factory=lambda: [PopulationSettings.agents], min_length=1)
     fractions: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3], min_length=1)  # confederates / N
-    placements: list[Placement] = Field(["random"], min_length=1)  # pydantic copies a mutable default
-    payoff: Literal["global", "local"] = "global"
+    placements: list[Placement] = Field([PopulationSettings.placement], min_length=1)  # pydantic copies it
+    payoff: Literal["global", "local"] = PopulationSettings.payoff
     threshold_fraction: float = Field(0.5, gt=0, le=1)
-    reward_set: tuple[float, float, float] = (1.2, 1.0, 0.8)
-    rounds: int = Field(10, ge=1)
-    window: int = Field(3, ge=1)
+    reward_set: tuple[float, float, float] = GAME_REWARD_SETS[0]
+    rounds: int = Field(PopulationSettings.rounds, ge=1)
+    window: int = Field(MultiSettings.window, ge=1)
     probe_degree: int = Field(8, ge=1)  # neighbours the response probe shows
     seeds: list[int] | None = Field(None, min_length=1)  # None = the DAG's seeds; the curve's interval is over them
 
@@ -338,7 +340,6 @@ class Params(BaseModel):
 
     def _cross_check(self, source: str) -> None:
         from tipping.policies.models import MODEL_SHAPES
-        from tipping.testbeds.single import SUPERVISION_PATTERNS
 
         def fail(field: str, message: str):
             raise InputError(f"{source}: field {field}: {message}")

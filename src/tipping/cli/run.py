@@ -18,9 +18,10 @@ from tipping.cli.options import (
 )
 from tipping.testbeds.multi import GAME_GRID as GRID
 from tipping.testbeds.multi import MultiSettings
+from tipping.testbeds.population import PopulationSettings
 from tipping.testbeds.single import SingleSettings
 
-SINGLE, MULTI = defaults(SingleSettings), defaults(MultiSettings)
+SINGLE, MULTI, POPULATION = defaults(SingleSettings), defaults(MultiSettings), defaults(PopulationSettings)
 
 
 def add(sub) -> None:
@@ -83,10 +84,10 @@ def add(sub) -> None:
         required=True,
         help="games (multi-games, our YAML/JSONL games, upstream templates.json), each played on the grid below",
     )
-    p.add_argument("--agents", type=int, default=64, help="N, 4..1024")
+    p.add_argument("--agents", type=int, default=POPULATION["agents"], help="N, 4..1024")
     p.add_argument(
         "--network",
-        default="complete",
+        default=POPULATION["network"],
         help="who sees whom: complete | ring:k=4 | small-world:k=4,p=0.1 | scale-free:m=2 | "
         "random:p=0.05 (drawn from --seed; saved as OUT/network.edgelist)",
     )
@@ -99,20 +100,20 @@ def add(sub) -> None:
     p.add_argument(
         "--placement",
         choices=("random", "hubs", "clustered"),
-        default="random",
+        default=POPULATION["placement"],
         help="confederates at seeded random nodes, at the highest degrees, or on agents 0..M-1",
     )
     p.add_argument(
         "--payoff",
         choices=("global", "local"),
-        default="global",
+        default=POPULATION["payoff"],
         help="the threshold counts all N agents, or the agent's neighbourhood (itself included)",
     )
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=POPULATION["rounds"])
     p.add_argument(
         "--threshold-fractions",
         type=csv(float),
-        default=[0.25, 0.5, 0.75, 1.0],
+        default=list(POPULATION["threshold_fractions"]),
         help="thresholds as fractions f of the counted group: ceil(f x size) (the default gives the "
         "paper's 2,4,6,8 for 8 agents)",
     )

@@ -55,7 +55,13 @@ class MultiSettings:
 Rewards = tuple[float, float, float]  # the high, normal and low factors
 
 # the paper's grid of a game (flags that only games take: an item brings its own n, threshold, factors)
-GAME_GRID = {"agents": MultiSettings.agents, "thresholds": [2, 4, 6, 8], "reward_sets": [[1.2, 1.0, 0.8]]}
+GAME_THRESHOLDS: tuple[int, ...] = (2, 4, 6, 8)
+GAME_REWARD_SETS: tuple[Rewards, ...] = ((1.2, 1.0, 0.8),)
+GAME_GRID = {
+    "agents": MultiSettings.agents,
+    "thresholds": list(GAME_THRESHOLDS),
+    "reward_sets": [list(r) for r in GAME_REWARD_SETS],
+}
 
 
 def _floats(rewards: Sequence[float]) -> Rewards:

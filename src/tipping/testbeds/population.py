@@ -31,6 +31,21 @@ Placement = Literal["random", "hubs", "clustered"]
 Payoff = Literal["global", "local"]
 PLACEMENTS = ("random", "hubs", "clustered")
 PAYOFFS = ("global", "local")
+
+
+@dataclass(frozen=True)
+class PopulationSettings:
+    """A population run's own defaults (`tipping run population`, params.yaml `population:`); the
+    game's settings are MultiSettings'."""
+
+    agents: int = 64
+    network: str = "complete"
+    placement: Placement = "random"
+    payoff: Payoff = "global"
+    rounds: int = 10
+    threshold_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # 2, 4, 6, 8 of 8 agents: the paper's
+
+
 # kind -> (parameters in their order, networkx generator taking (n, *parameters, seed))
 NETWORKS: dict[str, tuple[tuple[str, ...], Callable[..., nx.Graph]]] = {
     "complete": ((), lambda n, seed: nx.complete_graph(n)),
