@@ -36,10 +36,10 @@ def peak_rss_mb() -> float:
 def one(model: str, network: str, agents: int, rounds: int, batch_size: int) -> dict:
     """Play one configuration in this process (the --one mode of the subprocesses)."""
     from tipping.cli import build_parser
-    from tipping.cli.run import population_plan
     from tipping.policies import load_policy
     from tipping.policies.models import prepare
     from tipping.rollout import Engine
+    from tipping.runs import population_plan
 
     path = prepare(model, MODEL_CACHE / model)
     args = build_parser().parse_args(

@@ -112,3 +112,28 @@ def test_engines_with_another_context_never_share_cache_entries(vllm_tiny, tiny_
         assert runs == [(2, 0), (2, 0), (0, 2)]
     finally:
         short.close()
+
+
+def test_a_mixed_population_shares_one_engine_and_scores_each_group_with_its_adapter(tiny_model, tiny_adapter):
+    """`tipping run population --policy vllm:M --mix-policy vllm:M@ADAPTER`: one engine, two views;
+    every agent gets its own group's scores (a group is its own batch: see tipping.policies.mixed)."""
+    from dataclasses import replace
+
+    from tipping.policies import load_policies
+    from tipping.policies.mixed import MixedPolicy
+
+    base, tuned = load_policies(
+        [f"vllm:{tiny_model}", f"vllm:{tiny_model}@{tiny_adapter}"], dtype="float32", max_model_len=1024
+    )
+    groups = (0, 1, 1, 0)
+    mixed = MixedPolicy([base, tuned], groups)
+    try:
+        assert tuned.llm is base.llm and tuned.id != base.id
+        turns = [replace(t, agent=i) for i, t in enumerate(make_turns(4, seed=2000))]
+        joint = mixed.score_choices(turns, SHORT)
+        separately = [(tuned if g else base).score_choices([t], SHORT)[0] for t, g in zip(turns, groups)]
+        flat = [x for s in joint for x in (s.aligned, s.deviant)]
+        assert flat == pytest.approx([x for s in separately for x in (s.aligned, s.deviant)], abs=1e-4)
+        assert abs(joint[1].aligned - base.score_choices([turns[1]], SHORT)[0].aligned) > 1e-3  # the adapter acts
+    finally:
+        mixed.close()

@@ -433,3 +433,33 @@ def test_compare_pairs_two_population_runs_on_the_same_graph(tmp_path):
     assert effect["testbed"] == "population" and [r["difference"] for r in effect["pooled"]] == [0, 0, 0]
     other, _, _ = population(tmp_path, *args[:3], "ring:k=2", *args[4:], name="o")
     assert main(["compare", str(treatment), str(other), "--out", str(tmp_path / "effect2")]) == 2  # other graph
+
+
+def test_vllm_groups_of_one_model_share_one_engine(tmp_path, monkeypatch):
+    """load_policies: two vLLM specs of one model are two adapter views of one engine that takes both
+    adapters at once (max_loras) at the larger rank; other backends load as they are."""
+    from tipping.policies import load_policies, vllm_backend
+
+    engines = []
+
+    class Engine:
+        def __init__(self, model, **options):
+            self.model, self.options = model, options
+            engines.append(self)
+
+        def with_adapter(self, adapter):
+            return ("view", self, adapter)
+
+    monkeypatch.setattr(vllm_backend, "VLLMPolicy", Engine)
+    adapters = []
+    for name, rank in (("a", 8), ("b", 16)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps({"r": rank}))
+        adapters.append(str(tmp_path / name))
+    views = load_policies([f"vllm:m@{adapters[0]}", f"vllm:m@{adapters[1]}", "scripted:comply"], max_model_len=512)
+    assert len(engines) == 1 and engines[0].model == "m"
+    assert engines[0].options == {"enable_lora": True, "max_lora_rank": 16, "max_loras": 2, "max_model_len": 512}
+    assert views[:2] == [("view", engines[0], adapters[0]), ("view", engines[0], adapters[1])]
+    assert isinstance(views[2], ScriptedPolicy)
+    load_policies(["vllm:m", "vllm:other"])  # two models: an engine each
+    assert [e.model for e in engines[1:]] == ["m", "other"]

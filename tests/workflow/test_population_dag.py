@@ -11,9 +11,9 @@ from smk_helpers import CI, ROOT, copy_workflow, dry_run_jobs, snakemake
 
 from tipping import pipeline
 from tipping.cli import build_parser
-from tipping.cli.run import population_plan
 from tipping.config import Params
 from tipping.errors import InputError
+from tipping.runs import population_plan
 
 
 @pytest.fixture(scope="module")

@@ -66,9 +66,11 @@ def test_feedback_string_change_reruns_the_testbed_jobs_and_downstream(ci_run, f
     with _Edit(finished, "testbeds/single.py", "Final reward:", "Final payoff:"):
         jobs, out = _dry_run(finished)
     ran = set(jobs)
-    # the testbed's players (evaluations, rollouts, and the preference pairs that play the train
-    # split) and everything downstream of them; the model and the training params do not move
-    assert ran == set(everything) - {"prepare_model", "write_training_params"}, sorted(ran)
+    # the testbed's players (evaluations, rollouts) and everything downstream of them, and the
+    # training jobs (their params schema, config.py, takes its testbed defaults from the testbeds);
+    # the model, the training params and the preference pairs do not move: `align pairs` builds its
+    # prompts from the items (tipping.scenarios) and never runs the single testbed's code
+    assert ran == set(everything) - {"prepare_model", "write_training_params", "make_preference_pairs"}, sorted(ran)
     assert len(jobs["evaluate_policy"]) == len(everything["evaluate_policy"])
     assert len(jobs["rollout_episodes"]) == len(everything["rollout_episodes"])
     # the round-0 evaluations of the base model have no upstream job that reruns: their own code did it

@@ -203,17 +203,16 @@ def run_multi(args) -> int:
 
 def run_population(args) -> int:
     from tipping import paths
-    from tipping.cli.policy import policy_from_args
-    from tipping.policies import load_policy
+    from tipping.policies import load_policies
     from tipping.policies.mixed import MixedPolicy
     from tipping.runs import population_plan
 
     episodes, config, edges = population_plan(args)
     policy = None
     if args.mix_policy:  # group 0: --policy, group 1: --mix-policy
+        specs = [args.policy, args.mix_policy]
         policy = MixedPolicy(
-            [policy_from_args(args), load_policy(args.mix_policy, dtype=args.dtype, max_model_len=args.max_model_len)],
-            config["policy_groups"],
+            load_policies(specs, dtype=args.dtype, max_model_len=args.max_model_len), config["policy_groups"]
         )
         config["policies"] = [p.id for p in policy.policies]
     return _execute(args, "population", episodes, config, files={paths.EDGE_LIST: edges}, policy=policy)

