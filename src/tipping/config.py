@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tipping.errors import InputError
 from tipping.paths import FIGURES
 from tipping.policies.models import MODEL_NAMES
+from tipping.rollout import BATCH_SIZE
 from tipping.testbeds.multi import GAME_REWARD_SETS, GAME_THRESHOLDS, MultiSettings
 from tipping.testbeds.population import Placement, PopulationSettings
 from tipping.testbeds.single import SUPERVISION_PATTERNS, SingleSettings
@@ -128,8 +129,6 @@ TESTBEDS = ("single", "multi")
 CONDITIONS = ("treatment", "control_no_feedback", "control_supervised", "control_swapped")
 MULTI_CONDITIONS = ("treatment", "control_no_feedback", "control_swapped")  # no supervision in the games
 TRAINING_SECTIONS = ("dpo", "grpo", "sft")
-# what each testbed trains on (alignment pairs / GRPO prompts) by default
-TRAIN_SPLITS = {"single": "single-train", "multi": "multi-train"}
 
 # The allowed names, each from its one source (the model table, the figure list, the tuples above);
 # Literal[tuple] is the same type as Literal[a, b, ...] at run time, which mypy cannot read: it sees str.
@@ -163,7 +162,7 @@ class ModelSettings(_Section):
     backend: Literal["transformers", "vllm"] = "transformers"
     decision: Literal["generate", "choice"]
     sampling: SamplingParams
-    batch_size: int = Field(64, ge=1)  # turns per backend call
+    batch_size: int = Field(BATCH_SIZE, ge=1)  # turns per backend call
     max_model_len: int | None = Field(None, ge=16)  # vLLM context (prompt + new tokens); None = the model's
 
 

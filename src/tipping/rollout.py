@@ -21,6 +21,7 @@ from tipping.turns import Answer, Turn, canonical_answer, clean_text
 
 Decision = Literal["generate", "choice"]
 DECISIONS = ("generate", "choice")
+BATCH_SIZE = 64  # turns per backend call, unless the model's settings say otherwise
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Engine:
         decision: Decision,
         sampling: Sampling,
         cache: ResponseCache | None = None,
-        batch_size: int = 64,
+        batch_size: int = BATCH_SIZE,
         progress: bool = True,
     ):
         self.policy, self.decision, self.sampling = policy, decision, sampling

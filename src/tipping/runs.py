@@ -20,7 +20,7 @@ from tipping.outputs import output_lock, versions
 from tipping.paths import METRICS_JSON, RECORDS_JSONL
 from tipping.policies import Policy, Sampling
 from tipping.records import unfinish, write_run
-from tipping.rollout import Decision, Engine
+from tipping.rollout import BATCH_SIZE, Decision, Engine
 from tipping.scenarios.models import MultiItem, MultiScenario, SingleItem
 from tipping.testbeds.multi import GAME_GRID, MultiEpisode, MultiSettings
 from tipping.testbeds.population import (
@@ -66,7 +66,7 @@ def execute(
     out: Path,
     config: dict,
     cache_dir: Path | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
     files: dict[str, str] | None = None,
 ) -> dict:

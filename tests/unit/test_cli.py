@@ -372,3 +372,34 @@ def test_help_explains_every_command():
     for args in (["--help"], ["run", "single", "--help"], ["run", "multi", "--help"], ["compare", "--help"]):
         proc = subprocess.run([sys.executable, "-m", "tipping", *args], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("testbed", ["single", "multi", "population"])
+def test_flag_defaults_are_the_settings_defaults(testbed):
+    """One source per default: the flags read the testbed's settings, the batch size the engine's,
+    and params.yaml's schema the same values."""
+    import inspect
+    from dataclasses import fields
+
+    from tipping.cli import parse_args
+    from tipping.config import ModelSettings, MultiParams, SingleParams
+    from tipping.rollout import BATCH_SIZE, Engine
+    from tipping.runs import execute
+    from tipping.testbeds.multi import MultiSettings
+    from tipping.testbeds.population import PopulationSettings
+    from tipping.testbeds.single import SingleSettings
+
+    settings = {"single": SingleSettings, "multi": MultiSettings, "population": PopulationSettings}[testbed]
+    required = {"single": ["--items", "x"], "multi": ["--scenarios", "x"], "population": ["--scenarios", "x"]}
+    args = parse_args(["run", testbed, *required[testbed], "--out", "o", "--policy", "scripted:comply"])
+    # a flag left unset (None) means "the item's own value" (multi --agents): no default to repeat
+    shared = [f for f in fields(settings) if getattr(args, f.name, None) is not None]
+    assert shared and all(
+        getattr(args, f.name) == (list(f.default) if isinstance(f.default, tuple) else f.default) for f in shared
+    )
+    assert args.batch_size == BATCH_SIZE == ModelSettings.model_fields["batch_size"].default
+    for takes_batches in (Engine, execute):
+        assert inspect.signature(takes_batches).parameters["batch_size"].default == BATCH_SIZE
+    schema = {"single": SingleParams, "multi": MultiParams}.get(testbed)
+    if schema:
+        assert all(schema.model_fields[f.name].default == f.default for f in shared if f.name in schema.model_fields)

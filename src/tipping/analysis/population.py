@@ -33,7 +33,7 @@ from tipping import metrics
 from tipping.paths import EDGE_LIST
 from tipping.policies import Policy, Sampling
 from tipping.records import FINISHED, RunFolder
-from tipping.rollout import Engine
+from tipping.rollout import BATCH_SIZE, Engine
 from tipping.scenarios.models import MultiScenario
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.population import probe_turns
@@ -148,7 +148,7 @@ def probe(
     sampling: Sampling,
     seed: int,
     degree: int,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
 ) -> dict:
     """P(collude) from forced-choice scores of the probe turns, averaged over games:
     {"g1": first round, "f": grid, "g_i": own last choice independent, "g_c": own last collective}."""

@@ -7,6 +7,7 @@ import argparse
 from dataclasses import fields
 
 from tipping.errors import InputError
+from tipping.rollout import BATCH_SIZE
 
 
 class Parser(argparse.ArgumentParser):
@@ -81,7 +82,7 @@ def add_policy_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="vLLM context length, prompt + new tokens (default: the model's max_position_embeddings)",
     )
-    g.add_argument("--batch-size", type=int, default=64, help="turns per backend call")
+    g.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="turns per backend call")
     g.add_argument("--cache-dir", default=None, help="response cache (default: OUT/cache)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument(

@@ -34,7 +34,7 @@ def add(sub) -> None:
         required=True,
         help="split name (single-test, single-train) or a path (our JSONL, an upstream question file)",
     )
-    s.add_argument("--rounds", type=int, default=SINGLE["rounds"])
+    s.add_argument("--rounds", type=int, default=SINGLE["rounds"], help="rounds per episode")
     s.add_argument("--window", type=int, default=SINGLE["window"], help="past rounds the agent sees")
     s.add_argument("--supervision", default=SINGLE["supervision"], help="supervision pattern (8 patterns; see README)")
     s.add_argument(
@@ -59,13 +59,15 @@ def add(sub) -> None:
         "below; or one-shot items (multi-train, multi-eval, an item file), each played as one "
         "episode with its own n, threshold and reward factors",
     )
-    m.add_argument("--agents", type=int, default=None, help=f"games only (default {GRID['agents']})")
-    m.add_argument("--rounds", type=int, default=MULTI["rounds"])
+    m.add_argument(
+        "--agents", type=int, default=None, help=f"games only; unset: {GRID['agents']} (items bring their own n)"
+    )
+    m.add_argument("--rounds", type=int, default=MULTI["rounds"], help="rounds per episode")
     m.add_argument(
         "--thresholds",
         type=csv(int),
         default=None,
-        help=f"games only: absolute thresholds (default {','.join(map(str, GRID['thresholds']))})",
+        help=f"games only: absolute thresholds; unset: {','.join(map(str, GRID['thresholds']))}",
     )
     m.add_argument(
         "--confederates", type=int, default=MULTI["confederates"], help="agents fixed to the collective choice"
@@ -109,7 +111,7 @@ def add(sub) -> None:
         default=POPULATION["payoff"],
         help="the threshold counts all N agents, or the agent's neighbourhood (itself included)",
     )
-    p.add_argument("--rounds", type=int, default=POPULATION["rounds"])
+    p.add_argument("--rounds", type=int, default=POPULATION["rounds"], help="rounds per episode")
     p.add_argument(
         "--threshold-fractions",
         type=csv(float),
