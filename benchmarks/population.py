@@ -2,8 +2,9 @@
 
 For every model (tiny-qwen3, SmolLM2-135M-Instruct) x network (complete, small-world:k=6,p=0.1)
 x N (8, 32, 128, 256, 1024): one game, one threshold, N/8 random confederates, R rounds, no
-response cache, each configuration in a fresh subprocess (so its peak RSS is its own). Prints one
-JSON object: a row per configuration with s_per_round, turns_per_s, prompt_tokens_per_turn,
+response cache, each configuration in a fresh subprocess (so its peak RSS is its own). Prints a
+line per round on stderr as it goes (a stopped run still tells its rate), then one JSON object: a
+row per configuration with s_per_round, s_each_round, turns_per_s, prompt_tokens_per_turn,
 peak_rss_mb, and per model x network the slope of log(s_per_round) on log(turns per round) (1 =
 linear; the target is <= 1). A complete graph's peers line lists all N agents, so its prompts
 outgrow a small model's context above --complete-max agents; those rows say "skipped".
@@ -71,6 +72,21 @@ def one(model: str, network: str, agents: int, rounds: int, batch_size: int) -> 
     episodes, _, _ = population_plan(args)
     policy = load_policy(args.policy)
     engine = Engine(policy, "choice", policy.default_sampling, cache=None, batch_size=batch_size, progress=False)
+    seconds = []  # per round: the engine answers a round's turns in one call
+    answer_round = engine.answer
+
+    def timed(turns):
+        started = time.perf_counter()
+        answers = answer_round(turns)
+        seconds.append(round(time.perf_counter() - started, 1))
+        print(
+            f"{model} {network} N={agents}: round {len(seconds)}/{rounds}, {len(turns)} turns, {seconds[-1]} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        return answers
+
+    engine.answer = timed
     started = time.perf_counter()
     engine.run(episodes)
     wall = time.perf_counter() - started
@@ -83,6 +99,7 @@ def one(model: str, network: str, agents: int, rounds: int, batch_size: int) -> 
         "rounds": rounds,
         "turns": s.turns,
         "s_per_round": round(wall / rounds, 3),
+        "s_each_round": seconds,
         "turns_per_s": round(s.turns / wall, 2),
         "prompt_tokens_per_turn": round(s.prompt_tokens / max(1, s.turns), 1),
         "peak_rss_mb": peak_rss_mb(),
@@ -142,14 +159,14 @@ def main() -> None:
                             "--batch-size",
                             str(args.batch_size),
                         ],
-                        capture_output=True,
+                        stdout=subprocess.PIPE,  # its stderr (a line per round) passes through
                         text=True,
                         timeout=args.timeout,
                     )
                     rows.append(
                         json.loads(done.stdout.splitlines()[-1])
                         if done.returncode == 0
-                        else {**row, "failed": done.stderr.strip().splitlines()[-1:]}
+                        else {**row, "failed": f"exit {done.returncode} (its stderr is above)"}
                     )
                 except subprocess.TimeoutExpired:
                     rows.append({**row, "skipped": f"over --timeout {args.timeout} s"})
