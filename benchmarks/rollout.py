@@ -15,7 +15,7 @@ prefix-cache stats, and whether the records agree (choice: same decisions and th
 
     OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python benchmarks/rollout.py --decision choice
     OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python benchmarks/rollout.py --decision generate
-    ... --testbed multi | --items 16 | --backend vllm
+    ... --testbed multi | --items 16 | --backend vllm | --no-baseline (the fast run alone)
 """
 
 from __future__ import annotations
@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="default: 6 single, 3 multi")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="the fast run alone: its time, memory and prefix-cache hit rate"
+    )
     args = parser.parse_args()
     args.rounds = args.rounds or (6 if args.testbed == "single" else 3)
 
@@ -113,44 +116,47 @@ def main() -> None:
     else:
         fast_policy = base_policy
         fast_policy.llm.reset_prefix_cache()
+    before = fast_policy.prefix_cache_stats()  # vLLM counts over the engine's life: the warm-up's too
 
     fast, fast_s, fast_cpu = play(fast_policy, args, sampling, args.batch_size)
     stats, rss_fast = fast_policy.prefix_cache_stats(), peak_rss_mb()
     if args.backend == "vllm":
-        base_policy.llm.reset_prefix_cache()  # else the second run finds the first one's prompts cached
-    base, base_s, base_cpu = play(base_policy, args, sampling, 1)
-    print(
-        json.dumps(
-            {
-                "backend": args.backend,
-                "model": "smollm2-135m-instruct",
-                "decision": args.decision,
-                "testbed": args.testbed,
-                "grid": (
-                    {"items": args.items}
-                    if args.testbed == "single"
-                    else {"games": args.games, "thresholds": THRESHOLDS, "reward_sets": args.reward_sets, "agents": 8}
-                ),
-                "rounds": args.rounds,
-                "turns": len(fast),
-                "batch_size": args.batch_size,
-                "max_new_tokens": args.max_new_tokens if args.decision == "generate" else None,
-                "fast_s": round(fast_s, 2),
-                "baseline_s": round(base_s, 2),
-                "speedup": round(base_s / fast_s, 2),
-                "fast_cpu_s": round(fast_cpu, 2),
-                "baseline_cpu_s": round(base_cpu, 2),
-                "cpu_speedup": round(base_cpu / fast_cpu, 2),
-                "peak_rss_mb_after_fast": rss_fast,
-                "peak_rss_mb": peak_rss_mb(),
-                "prefix_cache": stats,
-                "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in fast),
-                "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-                **compare(fast, base, args.decision),
-            },
-            indent=2,
-        )
-    )
+        stats = {k: v - before[k] for k, v in stats.items()}
+        stats["hit_rate"] = round(stats["cached_tokens"] / max(1, stats["prompt_tokens"]), 4)
+    result = {
+        "backend": args.backend,
+        "model": "smollm2-135m-instruct",
+        "decision": args.decision,
+        "testbed": args.testbed,
+        "grid": (
+            {"items": args.items}
+            if args.testbed == "single"
+            else {"games": args.games, "thresholds": THRESHOLDS, "reward_sets": args.reward_sets, "agents": 8}
+        ),
+        "rounds": args.rounds,
+        "turns": len(fast),
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens if args.decision == "generate" else None,
+        "fast_s": round(fast_s, 2),
+        "fast_cpu_s": round(fast_cpu, 2),
+        "peak_rss_mb_after_fast": rss_fast,
+        "prefix_cache": stats,
+        "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in fast),
+    }
+    if not args.no_baseline:
+        if args.backend == "vllm":
+            base_policy.llm.reset_prefix_cache()  # else the second run finds the first one's prompts cached
+        base, base_s, base_cpu = play(base_policy, args, sampling, 1)
+        result |= {
+            "baseline_s": round(base_s, 2),
+            "speedup": round(base_s / fast_s, 2),
+            "baseline_cpu_s": round(base_cpu, 2),
+            "cpu_speedup": round(base_cpu / fast_cpu, 2),
+            "peak_rss_mb": peak_rss_mb(),
+            **compare(fast, base, args.decision),
+        }
+    result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(result, indent=2))
     for policy in {id(p): p for p in (fast_policy, base_policy)}.values():
         policy.close()
 
