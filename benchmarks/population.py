@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tipping.rollout import BATCH_SIZE
+
 MODEL_CACHE = Path(os.environ.get("TIPPING_MODEL_CACHE", Path.home() / ".cache" / "tipping" / "models"))
 
 
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--networks", default="complete;small-world:k=6,p=0.1", help="';'-separated --network SPECs")
     parser.add_argument("--sizes", default="8,32,128,256,1024")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--complete-max", type=int, default=128, help="largest N played on the complete graph")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
     parser.add_argument("--one", nargs=3, metavar=("MODEL", "NETWORK", "N"), help=argparse.SUPPRESS)

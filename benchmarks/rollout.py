@@ -30,7 +30,7 @@ from pathlib import Path
 from tipping import scenarios
 from tipping.policies import load_policy
 from tipping.policies.models import prepare
-from tipping.rollout import Engine
+from tipping.rollout import BATCH_SIZE, Engine
 from tipping.runs import multi_episodes, single_episodes
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.single import SingleSettings
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=2, help="multi: games (7 = all)")
     parser.add_argument("--reward-sets", type=int, default=1, help="multi: reward sets (5 = all)")
     parser.add_argument("--rounds", type=int, help="default: 6 single, 3 multi")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument(
         "--no-baseline", action="store_true", help="the fast run alone: its time, memory and prefix-cache hit rate"
