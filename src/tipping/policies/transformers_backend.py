@@ -189,7 +189,9 @@ class TransformersPolicy(Policy):
     @staticmethod
     def _pick(logits, s: Sampling, generators) -> list[int]:
         """temperature -> top-k -> top-p, then inverse-CDF sampling with one uniform draw per row
-        from the row's own generator (greedy at temperature 0)."""
+        from the row's own generator (greedy at temperature 0). Only top-p needs the tokens in
+        descending order, and only as far as its head (`nucleus`); without top-p the CDF runs in
+        vocabulary order, which samples the same distribution."""
         import torch
 
         if s.temperature <= 0:
@@ -198,13 +200,14 @@ class TransformersPolicy(Policy):
         if s.top_k:
             kth = logits.topk(min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs, order = logits.softmax(-1).sort(dim=-1, descending=True, stable=True)
-        if s.top_p < 1:  # keep the smallest head whose mass reaches top_p (always the top token)
-            probs = probs * ((probs.cumsum(-1) - probs) < s.top_p)
+        probs, order = logits.softmax(-1), None
+        if s.top_p < 1:
+            probs, order = nucleus(probs, s.top_p)
         cdf = probs.cumsum(-1)
         u = torch.cat([torch.rand(1, generator=g, device=logits.device) for g in generators]) * cdf[:, -1]
-        index = torch.searchsorted(cdf, u[:, None]).clamp(max=cdf.shape[-1] - 1)
-        return order.gather(-1, index).squeeze(-1).tolist()
+        # the first token whose CDF passes u: a token of probability 0 never is, even at u = 0
+        index = torch.searchsorted(cdf, u[:, None], right=True).clamp(max=cdf.shape[-1] - 1)
+        return (index if order is None else order.gather(-1, index)).squeeze(-1).tolist()
 
     # --- score -------------------------------------------------------------------------------
 
@@ -379,3 +382,47 @@ class TransformersPolicy(Policy):
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+NUCLEUS_CANDIDATES = 256  # first guess at a top-p head's length; x16 for the rows whose head is longer
+_SLACK = 1e-6  # a few float32 ulps at 1.0: more than a cumulative sum's rounding
+
+
+def nucleus(probs, top_p: float):
+    """Each row's smallest most-likely-first head whose mass reaches top_p, as (probabilities in
+    descending order, stable among ties, zero past the head; their token ids), both cut to the
+    candidates' width. What sorting the whole vocabulary gives (49k-152k tokens: on CPU a quarter
+    of a decode step at batch 64), found among the top k tokens instead: a head whose every token
+    is above the k-th value holds the same tokens in the same order with the same prefix sums
+    (the CPU cumsum adds left to right in double), and nothing past the candidates can join it
+    once their mass before the last exceeds top_p by more than rounding. A row's k depends only on
+    the row, so its draw never depends on its batch."""
+    import torch
+
+    vocab, k = probs.shape[-1], NUCLEUS_CANDIDATES
+    rows, heads = torch.arange(len(probs), device=probs.device), []
+    while len(rows):
+        k = min(k, vocab)
+        values, ids = _descending(probs[rows], k)
+        before = values.cumsum(-1) - values
+        keep = before < top_p
+        fits = (before[:, -1] >= top_p + _SLACK) & ~(keep & (values <= values[:, -1:])).any(-1) | (k == vocab)
+        heads.append((rows[fits], values[fits] * keep[fits], ids[fits]))
+        rows, k = rows[~fits], k * 16
+    width = heads[-1][1].shape[-1]
+    values, ids = probs.new_zeros(len(probs), width), probs.new_zeros(len(probs), width, dtype=torch.long)
+    for members, head, head_ids in heads:
+        values[members, : head.shape[-1]], ids[members, : head.shape[-1]] = head, head_ids
+    return values, ids
+
+
+def _descending(probs, k: int):
+    """The k largest of each row in a stable descending sort's order (ties by token id)."""
+    import torch
+
+    if k == probs.shape[-1]:
+        return probs.sort(dim=-1, descending=True, stable=True)
+    values, ids = torch.topk(probs, k, dim=-1)
+    ids, by_id = ids.sort(dim=-1)
+    values, by_value = values.gather(-1, by_id).sort(dim=-1, descending=True, stable=True)
+    return values, ids.gather(-1, by_value)
