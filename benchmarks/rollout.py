@@ -34,8 +34,10 @@ from tipping.rollout import BATCH_SIZE, Engine
 from tipping.runs import multi_episodes, single_episodes
 from tipping.testbeds.multi import MultiSettings
 from tipping.testbeds.single import SingleSettings
+from tipping.turns import canonical_answer
 
 MODEL_CACHE = Path(os.environ.get("TIPPING_MODEL_CACHE", Path.home() / ".cache" / "tipping" / "models"))
+MODEL = "smollm2-135m-instruct"
 THRESHOLDS = (2, 4, 6, 8)
 REWARD_SETS = ((1.2, 1.0, 0.8), (1.2, 1.0, 0.2), (1.2, 1.0, 0.6), (1.4, 1.0, 0.8), (1.8, 1.0, 0.8))
 
@@ -50,6 +52,27 @@ def peak_rss_mb() -> float:
 
     me = psutil.Process()
     return round(sum(hwm(p.pid) for p in [me, *me.children(recursive=True)]) / 1024, 1)
+
+
+def current_rss_mb() -> float:
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def plan_bound(records: list[dict], args) -> dict:
+    """The plan's memory bound for the fast run (tipping.plan.memory_bound_bytes in fp32, the CPU
+    dtype: weights, the batch's KV at its longest prompt plus the new tokens, or two scored
+    sequences a turn, and the prefix trie) over VLLM_MEMORY_SHARE (the plan leaves the rest to
+    activations), in MB, against the peak RSS above the process's before the model loaded."""
+    from tipping import plan
+
+    longest = max(r["prompt_tokens"] for r in records)
+    answer = plan.tokens(canonical_answer("comply")) + plan.TOKENS_PER_MESSAGE
+    seqs, per_seq = (1, longest + args.max_new_tokens) if args.decision == "generate" else (2, longest + answer)
+    trie = plan.trie_tokens(args.backend, args.batch_size, longest)
+    bound = plan.memory_bound_bytes(MODEL, args.batch_size * seqs, per_seq, "float32", trie)
+    return {"plan_bound_mb": round(bound / plan.VLLM_MEMORY_SHARE / 2**20, 1), "plan_trie_tokens": trie}
 
 
 def episodes(args, rounds: int | None = None):
@@ -102,7 +125,11 @@ def main() -> None:
     args = parser.parse_args()
     args.rounds = args.rounds or (6 if args.testbed == "single" else 3)
 
-    model = prepare("smollm2-135m-instruct", MODEL_CACHE / "smollm2-135m-instruct")
+    import torch  # noqa: F401  (loaded before the baseline RSS: the bound is for the model's memory)
+    import transformers  # noqa: F401
+
+    rss_start = current_rss_mb()
+    model = prepare(MODEL, MODEL_CACHE / MODEL)
     if args.backend == "transformers":
         from tipping.policies.transformers_backend import TransformersPolicy
 
@@ -125,7 +152,7 @@ def main() -> None:
         stats["hit_rate"] = round(stats["cached_tokens"] / max(1, stats["prompt_tokens"]), 4)
     result = {
         "backend": args.backend,
-        "model": "smollm2-135m-instruct",
+        "model": MODEL,
         "decision": args.decision,
         "testbed": args.testbed,
         "grid": (
@@ -140,9 +167,13 @@ def main() -> None:
         "fast_s": round(fast_s, 2),
         "fast_cpu_s": round(fast_cpu, 2),
         "peak_rss_mb_after_fast": rss_fast,
+        "rss_mb_before_model": rss_start,
         "prefix_cache": stats,
         "prompt_tokens": sum(r.get("prompt_tokens", 0) for r in fast),
     }
+    if args.backend == "transformers":  # vLLM's engine runs in its own process with its own budget
+        result |= plan_bound(fast, args)
+        result["within_plan_bound"] = rss_fast - rss_start <= result["plan_bound_mb"]
     if not args.no_baseline:
         if args.backend == "vllm":
             base_policy.llm.reset_prefix_cache()  # else the second run finds the first one's prompts cached

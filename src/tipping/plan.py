@@ -18,6 +18,8 @@ with the table). How the numbers are made, so that each can be checked by hand:
 - KV cache per token: 2 (K and V) x layers x KV heads x head dim x dtype bytes (bf16 on GPU);
   a turn holds min(context, prompt upper bound + max_new_tokens) tokens, so a batch needs
   batch x that x bytes/token (Qwen3-8B: 36 x 8 x 128 x 2 x 2 = 147,456 B/token);
+- the transformers backend also holds prompts' KV in its prefix trie (policies/prefix.py): up to
+  BUDGET_TOKENS, plus the batch in hand's prompts until it trims (its decode cache copies them);
 - memory: weights (params x 2 bytes) + KV cache must fit in VLLM_MEMORY_SHARE of the GPU
   (vLLM's default gpu_memory_utilization; the rest is activations and the CUDA context);
 - training (align_policy, finetune_policy): tokens processed x 3 (forward + backward) at the
@@ -54,6 +56,7 @@ from tipping.plan_turns import (
     tokens,
 )
 from tipping.policies.models import MODEL_SHAPES
+from tipping.policies.prefix import BUDGET_TOKENS
 from tipping.turns import canonical_answer
 
 GPU_DTYPE_BYTES = 2  # bf16, the GPU dtype of every backend
@@ -78,13 +81,28 @@ def kv_bytes_per_token(model: str, dtype_bytes: int = GPU_DTYPE_BYTES) -> int:
     return 2 * s.layers * s.kv_heads * s.head_dim * dtype_bytes
 
 
-def memory_bound_bytes(model: str, batch: int, tokens: int, dtype: str = "bfloat16") -> int:
+def memory_bound_bytes(model: str, batch: int, tokens: int, dtype: str = "bfloat16", trie: int = 0) -> int:
     """What the plan counts for a batch of `batch` sequences of `tokens` tokens (prompt + new) at
-    `dtype`: the weights plus their KV cache. Activations are not in it: the plan leaves them the
-    (1 - VLLM_MEMORY_SHARE) of the device, so a measured peak should stay below
-    this / VLLM_MEMORY_SHARE (benchmarks/rollout.py compares SmolLM2's)."""
+    `dtype`: the weights plus their KV cache, plus `trie` tokens of prefix KV (`trie_tokens`).
+    Activations are not in it: the plan leaves them the (1 - VLLM_MEMORY_SHARE) of the device, so
+    a measured peak should stay below this / VLLM_MEMORY_SHARE (benchmarks/rollout.py prints
+    SmolLM2's against its peak)."""
     size = DTYPE_BYTES[dtype]
-    return MODEL_SHAPES[model].params * size + batch * tokens * kv_bytes_per_token(model, size)
+    return MODEL_SHAPES[model].params * size + (batch * tokens + trie) * kv_bytes_per_token(model, size)
+
+
+def trie_tokens(backend: str, batch: int, prompt: int) -> int:
+    """Prompt tokens of KV the transformers backend's prefix trie can hold at once: its budget,
+    exceeded by at most the batch in hand's prompts until it trims after their prefill (its decode
+    cache holds a copy besides). vLLM's prefix cache lives in its KV share: none."""
+    return BUDGET_TOKENS + batch * prompt if backend == "transformers" else 0
+
+
+def _batch_bytes(backend: str, model: str, per_turn: int, prompt: int) -> tuple[int, int]:
+    """(fixed, per turn) bytes of KV of a batch: per turn, its scored or decoded sequences
+    (`per_turn` tokens) and its prompt's share of the trie; fixed, the trie's budget."""
+    kv, fixed = kv_bytes_per_token(model), trie_tokens(backend, 0, prompt)
+    return fixed * kv, (per_turn + trie_tokens(backend, 1, prompt) - fixed) * kv
 
 
 def size_class(model: str, throughput: dict = THROUGHPUT) -> str:
@@ -156,7 +174,7 @@ def _generation_row(
     else:
         new_total, per_seq, seqs = len(seen) * new, longest + new, 1
     per_seq = min(per_seq, _context(p, model))
-    bytes_per_seq = seqs * per_seq * kv_bytes_per_token(model)
+    fixed, per_turn = _batch_bytes(ms.backend, model, seqs * per_seq, min(longest, _context(p, model)))
     t = throughput[size_class(model, throughput)]
     hours = jobs * (hi / t["prefill"] + new_total / t["decode"]) / 3600
     return Row(
@@ -167,9 +185,9 @@ def _generation_row(
         len(seen),
         (lo, hi),
         new_total,
-        kv_gib=ms.batch_size * bytes_per_seq / GIB,
+        kv_gib=(fixed + ms.batch_size * per_turn) / GIB,
         batch=ms.batch_size,
-        fits=max(0, int(kv_room_gib(model, gpu_gib) * GIB // bytes_per_seq)),
+        fits=max(0, int((kv_room_gib(model, gpu_gib) * GIB - fixed) // per_turn)),
         gpu_hours=hours,
     )
 
@@ -353,12 +371,14 @@ def check_fits(p: Params, source: str = "params.yaml") -> None:
         return
     for model in p.models:
         ms, context = p.model_settings[model], _context(p, model)
-        per_turn = context * kv_bytes_per_token(model) * (2 if ms.decision == "choice" else 1)
-        fits = max(0, int(kv_room_gib(model, gpu) * GIB // per_turn))
+        fixed, per_turn = _batch_bytes(ms.backend, model, context * (2 if ms.decision == "choice" else 1), context)
+        fits = max(0, int((kv_room_gib(model, gpu) * GIB - fixed) // per_turn))
         if ms.batch_size > fits:
+            trie = f" (with the transformers backend's prefix trie: {BUDGET_TOKENS:,} tokens + the batch's prompts)"
             raise InputError(
                 f"{source}: model_settings.{model}.batch_size {ms.batch_size}: evaluate_policy, rollout_episodes and "
-                f"make_preference_pairs need {ms.batch_size * per_turn / GIB:,.0f} GiB of KV cache at {context:,} "
+                f"make_preference_pairs need {(fixed + ms.batch_size * per_turn) / GIB:,.0f} GiB of KV cache"
+                f"{trie if fixed else ''} at {context:,} "
                 f"tokens a turn (max_model_len, else the model's context); at most {fits} fit next to the "
                 f"{weights_gib(model):.0f} GiB of weights in {VLLM_MEMORY_SHARE:.0%} of {gpu:g} GiB "
                 "(runtime.gpu_memory_gb)"

@@ -92,3 +92,29 @@ def test_grpo_step_on_cuda(tiny, tmp_path):
     # CUDA generate -> reward -> loss loop ran, not that it learned
     assert sum("loss" in row for row in log) == 2 and all("reward" in row for row in log if "loss" in row)
     assert adapter_weights(out)
+
+
+def test_peak_memory_stays_within_the_plans_bound(tiny):
+    """The plan's memory bound (tipping.plan.memory_bound_bytes: weights, the batch's KV at its
+    longest prompt plus the new tokens, the prefix trie) over VLLM_MEMORY_SHARE, against torch's
+    peak allocation while a batch of 16 turns generates in bf16 and is scored."""
+    from tipping import plan
+    from tipping.policies.models import MODEL_SHAPES
+    from tipping.policies.transformers_backend import TransformersPolicy
+
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    start = torch.cuda.memory_allocated()
+    policy = TransformersPolicy(str(tiny))
+    weights = torch.cuda.memory_allocated() - start
+    batch, new = turns(16), 32
+    sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=new)
+    completions = policy.generate(batch, sampling)
+    policy.score_choices(batch, sampling)
+    peak = torch.cuda.max_memory_allocated() - start
+    longest = max(c.prompt_tokens for c in completions)
+    trie = plan.trie_tokens("transformers", len(batch), longest)
+    bound = plan.memory_bound_bytes("tiny-qwen3", len(batch), longest + new, "bfloat16", trie)
+    print(f"weights {weights:,} B, peak {peak:,} B, plan bound {bound:,} B / {plan.VLLM_MEMORY_SHARE}")
+    assert weights >= MODEL_SHAPES["tiny-qwen3"].params * 2
+    assert peak <= bound / plan.VLLM_MEMORY_SHARE

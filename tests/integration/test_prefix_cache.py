@@ -10,7 +10,7 @@ import pytest
 from tipping.cache import ResponseCache
 from tipping.policies import Sampling
 from tipping.policies.local import common_prefix
-from tipping.policies.prefix import PrefixTrie
+from tipping.policies.prefix import BUDGET_TOKENS, PrefixTrie
 from tipping.policies.transformers_backend import TransformersPolicy
 from tipping.rollout import Engine, choice_probability
 from tipping.runs import single_episodes
@@ -68,7 +68,7 @@ def test_reused_scores_are_the_cold_floats_in_any_batch_and_order(policies, batc
     reused, reference = policies
     turns = [t for row in conversations() for t in row]
     expected = {t.seed: cold(reused, t) for t in turns}
-    reused.prefix = PrefixTrie(1 << 17)
+    reused.prefix = PrefixTrie(BUDGET_TOKENS)
     order = turns[:]  # rounds and episodes mixed in one batch, later rounds sometimes first
     random.Random(batch).shuffle(order)
     for start in range(0, len(order), batch):
@@ -89,7 +89,7 @@ def test_round_r_reuses_round_r_minus_1(policies, enable_thinking):
     stops where the two differ."""
     reused, _ = policies
     sampling = SAMPLING if enable_thinking is None else Sampling(max_new_tokens=8, enable_thinking=False)
-    reused.prefix = PrefixTrie(1 << 17)
+    reused.prefix = PrefixTrie(BUDGET_TOKENS)
     rounds = conversations(episodes=2, rounds=3)
     lengths = {}
     for row in rounds:
@@ -123,7 +123,7 @@ def test_a_tiny_budget_evicts_and_stays_exact(policies):
 
 def test_a_prompt_that_shares_no_prefix(policies):
     reused, reference = policies
-    reused.prefix = PrefixTrie(1 << 17)
+    reused.prefix = PrefixTrie(BUDGET_TOKENS)
     reused.score_choices(conversations()[1], SAMPLING)
     lone = Turn(({"role": "user", "content": "Reward: 10.0."},), OPTIONS, 1, 0, 7, "lone")
     before = reused.prefix_cache_stats()
@@ -147,7 +147,7 @@ def test_a_prompt_differing_in_one_token_is_not_served_the_other_ones_cache(poli
     assert len(ids_a) == len(ids_b) and sum(x != y for x, y in zip(ids_a, ids_b)) == 1
     assert reused.chat.chunk_ends(a, SAMPLING, ids_a) == reused.chat.chunk_ends(b, SAMPLING, ids_b)
     expected = cold(reused, b)
-    reused.prefix = PrefixTrie(1 << 17)
+    reused.prefix = PrefixTrie(BUDGET_TOKENS)
     assert reused.score_choices([a], SAMPLING)[0] != expected
     assert reused.score_choices([b], SAMPLING)[0] == expected
 
@@ -155,7 +155,7 @@ def test_a_prompt_differing_in_one_token_is_not_served_the_other_ones_cache(poli
 def test_generate_reuses_prefixes_and_matches_the_per_turn_loop(policies):
     reused, reference = policies
     turns = [t for row in conversations() for t in row]
-    reused.prefix = PrefixTrie(1 << 17)
+    reused.prefix = PrefixTrie(BUDGET_TOKENS)
     batched = reused.generate(turns, SAMPLING)
     assert reused.prefix_cache_stats()["cached_tokens"] > 0
     assert [reference.generate([t], SAMPLING)[0] for t in turns] == batched

@@ -67,6 +67,13 @@ def test_paper_grid_turns_jobs_and_memory(paper):
     assert q.fits == int((0.9 * 80 * GIB - 8_190_735_360 * 2) // (40_960 * 147_456)) == 10
     llama = _row(rows, "evaluate_policy", "llama-3.1-8b-instruct", "single")
     assert llama.fits == int((0.9 * 80 * GIB - 8_030_261_248 * 2) // (40_960 * 131_072)) == 11
+    # the same Qwen3 row on the transformers backend: its prefix trie holds 131,072 tokens and each
+    # turn's prompt (capped at the context) a second time
+    q = _row(
+        plan.rows(_with(paper, backend="transformers"), 80.0, parse=parse_args), "evaluate_policy", "qwen3-8b", "single"
+    )
+    assert q.kv_gib == pytest.approx((131_072 + 8 * 2 * 40_960) * 147_456 / GIB) == 108.0
+    assert q.fits == int((0.9 * 80 * GIB - 8_190_735_360 * 2 - 131_072 * 147_456) // (2 * 40_960 * 147_456)) == 3
 
 
 def test_small_overlay_total_turns_by_hand():
@@ -96,14 +103,27 @@ def _with(paper: Params, **settings) -> Params:
 
 
 def test_a_batch_that_cannot_fit_is_refused_in_one_line(paper):
-    bad = _with(paper, backend="transformers", batch_size=64, max_model_len=None)
+    # vLLM: 64 turns x 40,960 tokens x 147,456 B = 360 GiB; (0.9 x 80 GiB - 2 x 8,190,735,360 B) //
+    # (40,960 x 147,456 B) = 10
     with pytest.raises(InputError) as exc:
-        plan.check_fits(bad, "params.yaml")
+        plan.check_fits(_with(paper, backend="vllm", batch_size=64, max_model_len=None), "params.yaml")
     assert str(exc.value) == (
         "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and "
         "make_preference_pairs "
         "need 360 GiB of KV cache at 40,960 tokens a turn (max_model_len, else the model's context); at most 10 fit "
         "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)"
+    )
+    # transformers: its prefix trie holds 131,072 tokens besides, and each turn's prompt a second
+    # time: 131,072 x 147,456 + 64 x 2 x 40,960 x 147,456 B = 738 GiB; at most
+    # (77,309,411,328 - 16,381,470,720 - 19,327,352,832) // 12,079,595,520 = 3
+    bad = _with(paper, backend="transformers", batch_size=64, max_model_len=None)
+    with pytest.raises(InputError) as exc:
+        plan.check_fits(bad, "params.yaml")
+    assert str(exc.value) == (
+        "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and "
+        "make_preference_pairs need 738 GiB of KV cache (with the transformers backend's prefix trie: 131,072 "
+        "tokens + the batch's prompts) at 40,960 tokens a turn (max_model_len, else the model's context); at most "
+        "3 fit next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)"
     )
     plan.check_fits(paper, "params.yaml")  # the shipped batch fits
     data = bad.model_dump(mode="json")
@@ -159,6 +179,10 @@ def test_memory_bound_by_hand():
     assert plan.memory_bound_bytes("smollm2-135m-instruct", 16, 700, "float32") == 134_515_008 * 4 + 16 * 700 * (
         30 * 3 * 64 * 2 * 4
     )
+    assert plan.memory_bound_bytes("smollm2-135m-instruct", 16, 700, "float32", trie=1_000) == 134_515_008 * 4 + (
+        16 * 700 + 1_000
+    ) * (30 * 3 * 64 * 2 * 4)
+    assert plan.trie_tokens("transformers", 64, 900) == 131_072 + 64 * 900 and plan.trie_tokens("vllm", 64, 900) == 0
 
 
 def test_job_resources_by_hand(paper):

@@ -27,9 +27,9 @@ def test_a_batch_that_cannot_fit_stops_snakemake_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == (
         "params.yaml: model_settings.qwen3-8b.batch_size 64: evaluate_policy, rollout_episodes and "
-        "make_preference_pairs "
-        "need 360 GiB of KV cache at 40,960 tokens a turn (max_model_len, else the model's context); at most 10 fit "
-        "next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)"
+        "make_preference_pairs need 738 GiB of KV cache (with the transformers backend's prefix trie: 131,072 "
+        "tokens + the batch's prompts) at 40,960 tokens a turn (max_model_len, else the model's context); at most "
+        "3 fit next to the 15 GiB of weights in 90% of 80 GiB (runtime.gpu_memory_gb)"
     )
     assert jobs_ran(proc.stdout + proc.stderr) == []
 

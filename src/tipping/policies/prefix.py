@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+BUDGET_TOKENS = 1 << 17  # prompt tokens of KV held between batches (the plan counts it: tipping/plan.py)
+
 
 class Node:
     __slots__ = ("children", "chunk", "end", "keys", "logits", "parent", "values")

@@ -43,7 +43,7 @@ from tipping.policies.local import (
     validate_adapter_dir,
 )
 from tipping.policies.packed import Segment
-from tipping.policies.prefix import PrefixTrie
+from tipping.policies.prefix import BUDGET_TOKENS, PrefixTrie
 from tipping.turns import Turn
 
 
@@ -56,7 +56,7 @@ class TransformersPolicy(Policy):
         dtype: str | None = None,
         batch_size: int | None = None,
         prefix_cache: bool = True,
-        prefix_budget_tokens: int = 1 << 17,
+        prefix_budget_tokens: int = BUDGET_TOKENS,
         pass_tokens: int = 1024,
     ):
         import torch
